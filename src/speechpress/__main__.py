@@ -1,0 +1,5 @@
+import sys
+
+from speechpress.cli import main
+
+sys.exit(main())

@@ -1,0 +1,162 @@
+"""The press contract: every compression method takes audio tokens with their time spans and returns fewer.
+
+A press is an ``nn.Module`` (so trainable presses carry parameters) with four class attributes that the
+registry, the CLI and the result rows read: ``name``, ``description``, ``trainable`` and ``query_aware``, plus
+``space``, which says where in the data path it acts:
+
+* ``"encoder"``: on encoder frames, before the projector (pooling, segmentation, Q-Formers);
+* ``"llm"``: on LLM-space embeddings, after the projector (pruning that reads the LLM: SpeechPrune);
+* ``"kv"``: inside the LLM, on its KV cache (Speech Summarization Tokens).
+
+Most presses only implement :meth:`Press.compress_row`, which sees one un-padded sequence at a time, so
+padding can never change a result and ragged batches need no special care.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from speechpress.errors import PressError
+from speechpress.ratio import check_ratio, target_length
+
+SPACES = ("encoder", "llm", "kv")
+
+
+@dataclass
+class AudioTokens:
+    """A right-padded batch of audio token sequences and the audio time each token covers.
+
+    ``spans[b, i] = (start, end)`` in seconds of source audio; spans are monotonic within a row.
+    """
+
+    embeddings: torch.Tensor  # [B, T, D]
+    lengths: torch.Tensor  # [B] long: valid tokens per row
+    spans: torch.Tensor  # [B, T, 2] float64 seconds; zero on padding
+
+    @property
+    def batch_size(self) -> int:
+        return self.embeddings.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.embeddings.shape[-1]
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """[B, T] bool, True on real tokens."""
+        steps = torch.arange(self.embeddings.shape[1], device=self.embeddings.device)
+        return steps[None, :] < self.lengths.to(self.embeddings.device)[:, None]
+
+    def row(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The un-padded embeddings [n, D] and spans [n, 2] of row ``b``."""
+        n = int(self.lengths[b])
+        return self.embeddings[b, :n], self.spans[b, :n]
+
+    def rows(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [self.row(b) for b in range(self.batch_size)]
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[torch.Tensor, torch.Tensor]]) -> "AudioTokens":
+        """Pad un-padded (embeddings, spans) rows into one batch."""
+        if not rows:
+            raise PressError("an AudioTokens batch needs at least one row")
+        dim = rows[0][0].shape[-1]
+        ref = rows[0][0]
+        longest = max(r[0].shape[0] for r in rows)
+        emb = ref.new_zeros(len(rows), longest, dim)
+        spans = torch.zeros(len(rows), longest, 2, dtype=torch.float64, device=ref.device)
+        lengths = torch.zeros(len(rows), dtype=torch.long)
+        # Build with torch.stack over padded rows so autograd flows into trainable presses.
+        padded = []
+        for b, (e, s) in enumerate(rows):
+            n = e.shape[0]
+            lengths[b] = n
+            padded.append(torch.cat([e, e.new_zeros(longest - n, dim)], dim=0) if n < longest else e)
+            spans[b, :n] = s.to(torch.float64)
+        emb = torch.stack(padded, dim=0)
+        return cls(embeddings=emb, lengths=lengths, spans=spans)
+
+    def durations(self) -> torch.Tensor:
+        """[B] seconds of audio each row covers (first span start to last span end)."""
+        out = torch.zeros(self.batch_size, dtype=torch.float64)
+        for b in range(self.batch_size):
+            n = int(self.lengths[b])
+            if n:
+                out[b] = self.spans[b, n - 1, 1] - self.spans[b, 0, 0]
+        return out
+
+
+@dataclass
+class PressContext:
+    """What a press may read besides the audio tokens. Only query-aware presses read the question."""
+
+    query_embeds: torch.Tensor | None = None  # [B, L, D_llm]: the question's token embeddings (LLM input space)
+    query_lengths: torch.Tensor | None = None  # [B]
+    llm: nn.Module | None = None  # the causal LM, for presses that borrow its weights (SpeechPrune)
+    generator: torch.Generator | None = None
+
+    def query_row(self, b: int) -> torch.Tensor | None:
+        if self.query_embeds is None:
+            return None
+        n = self.query_embeds.shape[1] if self.query_lengths is None else int(self.query_lengths[b])
+        return self.query_embeds[b, :n]
+
+
+class Press(nn.Module):
+    """Base class of every compression method. Subclasses set the class attributes and ``compress_row``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    space: ClassVar[str] = "encoder"
+    trainable: ClassVar[bool] = False
+    query_aware: ClassVar[bool] = False
+
+    def __init__(self, ratio: float | None = None, tokens_per_second: float | None = None):
+        super().__init__()
+        check_ratio(ratio, tokens_per_second)
+        self.ratio = ratio
+        self.tokens_per_second = tokens_per_second
+
+    def output_length(self, n_in: int, duration_s: float | None = None) -> int:
+        """How many tokens this press emits for ``n_in`` tokens covering ``duration_s`` seconds."""
+        return target_length(n_in, self.ratio, self.tokens_per_second, duration_s)
+
+    def forward(self, tokens: AudioTokens, context: PressContext | None = None) -> AudioTokens:
+        context = context or PressContext()
+        if self.query_aware and context.query_embeds is None:
+            raise PressError(f"press {self.name!r} reads the question: pass one (query-aware method)")
+        out = [self.compress_row(e, s, context, b) for b, (e, s) in enumerate(tokens.rows())]
+        return AudioTokens.from_rows(out)
+
+    def compress_row(
+        self, embeddings: torch.Tensor, spans: torch.Tensor, context: PressContext, index: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compress one un-padded sequence ``embeddings`` [n, D] with ``spans`` [n, 2]; row ``index`` of the batch."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compress_row")
+
+    def extra_repr(self) -> str:
+        target = f"ratio={self.ratio}" if self.tokens_per_second is None else f"tokens_per_second={self.tokens_per_second}"
+        return target
+
+
+def group_spans(spans: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """Spans of token groups [starts[i], ends[i]) : from the first member's start to the last member's end."""
+    return torch.stack([spans[starts, 0], spans[ends - 1, 1]], dim=-1)
+
+
+def equal_groups(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``n_in`` positions into ``n_out`` contiguous groups whose sizes differ by at most one."""
+    bounds = torch.div(torch.arange(n_out + 1) * n_in, n_out, rounding_mode="floor")
+    return bounds[:-1], bounds[1:]
+
+
+def segment_mean(embeddings: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """Mean of each contiguous group [starts[i], ends[i]) of ``embeddings`` [n, D] (differentiable)."""
+    sizes = (ends - starts).to(embeddings.device)
+    group_of = torch.repeat_interleave(torch.arange(len(starts), device=embeddings.device), sizes)
+    sums = embeddings.new_zeros(len(starts), embeddings.shape[1]).index_add(0, group_of, embeddings[: int(ends[-1])])
+    return sums / sizes.to(embeddings.dtype)[:, None]
