@@ -1,0 +1,1 @@
+"""Data: speech synthesis, the generated corpus, manifests and benchmark loaders."""

@@ -1,0 +1,107 @@
+"""SpeechLMConfig: a speech LLM described by plain transformers config dicts, so it can be saved as JSON,
+built at any size (tiny for tests, 7B for cost models) and loaded without code changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from speechpress.errors import ConfigError
+
+
+@dataclass
+class SpeechLMConfig:
+    # transformers WhisperConfig kwargs for the encoder (d_model, encoder_layers, encoder_attention_heads,
+    # encoder_ffn_dim, num_mel_bins, max_source_positions=1500 for 30 s windows).
+    encoder: dict = field(default_factory=dict)
+    # transformers config kwargs of the causal LM, with "model_type" (e.g. "qwen2", "qwen3").
+    llm: dict = field(default_factory=dict)
+    # "linear" (Qwen2-Audio) or "mlp" (two layers with GELU).
+    projector: str = "linear"
+    # Fixed average pooling of encoder frames inside the model, before any press
+    # (Qwen2-Audio: 2, i.e. 50 -> 25 tokens/s). Presses then compress further.
+    encoder_pool: int = 2
+    window_seconds: float = 30.0
+    sample_rate: int = 16000
+    hop_length: int = 160
+    # Special tokens the prompt uses around the audio.
+    audio_bos: str = "<|audio_bos|>"
+    audio_token: str = "<|AUDIO|>"
+    audio_eos: str = "<|audio_eos|>"
+
+    @property
+    def num_mel_bins(self) -> int:
+        return int(self.encoder.get("num_mel_bins", 80))
+
+    @property
+    def frames_per_second(self) -> float:
+        """Encoder output frames per second of audio (Whisper: 100 mel frames/s, conv stride 2 -> 50)."""
+        return self.sample_rate / self.hop_length / 2
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Audio tokens per second that reach the press chain (after ``encoder_pool``)."""
+        return self.frames_per_second / self.encoder_pool
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "SpeechLMConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}")
+        cfg = cls(**data)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "config") -> None:
+        if "model_type" not in self.llm:
+            raise ConfigError(f"{source}: llm needs a model_type (e.g. 'qwen2')")
+        if self.projector not in ("linear", "mlp"):
+            raise ConfigError(f"{source}: projector must be 'linear' or 'mlp', got {self.projector!r}")
+        if not isinstance(self.encoder_pool, int) or self.encoder_pool < 1:
+            raise ConfigError(f"{source}: encoder_pool must be a positive integer")
+
+    def save(self, path: str | Path) -> None:
+        from speechpress.io import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SpeechLMConfig":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read model config: {err}") from None
+        return cls.from_dict(data, source=str(path))
+
+
+# Named sizes. "tiny" is what tests and `speechpress init-model` use; real-size cards for cost models live in
+# speechpress.model.cards.
+TINY = SpeechLMConfig(
+    encoder=dict(
+        d_model=64,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        num_mel_bins=80,
+        max_source_positions=1500,
+    ),
+    llm=dict(
+        model_type="qwen2",
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=131072,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+    ),
+)
+
+NAMED_CONFIGS = {"tiny": TINY}
