@@ -30,6 +30,9 @@ class SpeechLMConfig:
     audio_bos: str = "<|audio_bos|>"
     audio_token: str = "<|AUDIO|>"
     audio_eos: str = "<|audio_eos|>"
+    system_prompt: str = "You are a helpful assistant that listens to recordings."
+    # Trained presses stored with the model: name -> constructor kwargs (ratio / tokens_per_second / sizes).
+    presses: dict = field(default_factory=dict)
 
     @property
     def num_mel_bins(self) -> int:

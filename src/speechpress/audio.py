@@ -1,0 +1,144 @@
+"""Audio in: decode anything libsndfile reads, downmix to mono, resample to 16 kHz, validate.
+
+Decoding is streamed block by block, so a 3-hour 44.1 kHz stereo file never exists in memory at its source
+rate: only the 16 kHz mono result (about 230 MB per hour as float32) is kept. Nothing is ever truncated.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from speechpress.errors import AudioError
+
+SAMPLE_RATE = 16000
+_BLOCK_SECONDS = 20
+
+
+@dataclass
+class Audio:
+    """Mono float32 samples at ``sample_rate`` and where they came from."""
+
+    samples: np.ndarray
+    sample_rate: int
+    source: str
+    source_sample_rate: int
+    source_channels: int
+    source_format: str
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass
+class AudioInfo:
+    """What `speechpress info` reports, measured by decoding the whole file without keeping it."""
+
+    path: str
+    duration: float
+    sample_rate: int
+    channels: int
+    format: str
+    subtype: str
+    frames: int
+
+
+def _open(path: str | os.PathLike) -> sf.SoundFile:
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{p}: no such file")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a directory, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: empty file (0 bytes)")
+    try:
+        return sf.SoundFile(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"{p}: cannot decode as audio ({err})") from None
+
+
+def _stream_mono(f: sf.SoundFile, path: str):
+    """Yield mono float32 blocks, checking every sample is finite and the file is complete."""
+    declared = f.frames
+    read = 0
+    block = max(1, f.samplerate * _BLOCK_SECONDS)
+    try:
+        while True:
+            data = f.read(block, dtype="float32", always_2d=True)
+            if len(data) == 0:
+                break
+            read += len(data)
+            mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+            if not np.isfinite(mono).all():
+                bad = read - len(data) + int(np.argmax(~np.isfinite(mono)))
+                raise AudioError(f"{path}: non-finite sample (NaN or Inf) at {bad / f.samplerate:.3f} s")
+            yield mono
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioError(f"{path}: corrupt or truncated audio after {read / f.samplerate:.2f} s ({err})") from None
+    if read == 0:
+        raise AudioError(f"{path}: contains no audio samples (zero length)")
+    # Formats with a frame count in the header (WAV, FLAC) reveal truncation; libsndfile reads what is there.
+    if 0 < declared < (1 << 62) and read < declared and f.format not in ("MPEG", "OGG"):
+        raise AudioError(f"{path}: truncated: header declares {declared} frames, only {read} could be read")
+
+
+def load_audio(source, sample_rate: int | None = None, target_rate: int = SAMPLE_RATE) -> Audio:
+    """Load ``source`` (a path, or a 1-D/2-D array with its ``sample_rate``) as 16 kHz mono float32."""
+    if isinstance(source, (str, os.PathLike)):
+        with _open(source) as f:
+            sr, channels, fmt = f.samplerate, f.channels, f.format
+            expected = math.ceil(max(f.frames, 1) * target_rate / sr) + target_rate
+            out = np.empty(expected, dtype=np.float32)
+            n = 0
+            resampler = soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ") if sr != target_rate else None
+            for mono in _stream_mono(f, str(source)):
+                chunk = resampler.resample_chunk(mono) if resampler else mono
+                out, n = _append(out, n, chunk)
+            if resampler:
+                out, n = _append(out, n, resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        return Audio(out[:n], target_rate, str(source), sr, channels, fmt)
+    return _from_array(source, sample_rate, target_rate)
+
+
+def _append(out: np.ndarray, n: int, chunk: np.ndarray) -> tuple[np.ndarray, int]:
+    if n + len(chunk) > len(out):
+        grown = np.empty(max(2 * len(out), n + len(chunk)), dtype=np.float32)
+        grown[:n] = out[:n]
+        out = grown
+    out[n : n + len(chunk)] = chunk
+    return out, n + len(chunk)
+
+
+def _from_array(array, sample_rate: int | None, target_rate: int) -> Audio:
+    if sample_rate is None:
+        raise AudioError("an array input needs its sample_rate")
+    try:
+        data = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise AudioError(f"array input is not numeric audio ({err})") from None
+    if data.ndim == 2:
+        # Accept [samples, channels] (soundfile) and [channels, samples] (torchaudio) layouts.
+        data = data.mean(axis=1) if data.shape[0] >= data.shape[1] else data.mean(axis=0)
+    if data.ndim != 1:
+        raise AudioError(f"array input must be 1-D or 2-D, got shape {data.shape}")
+    if data.size == 0:
+        raise AudioError("array input contains no audio samples (zero length)")
+    if not np.isfinite(data).all():
+        raise AudioError("array input has non-finite samples (NaN or Inf)")
+    if sample_rate != target_rate:
+        data = soxr.resample(data, sample_rate, target_rate, quality="HQ").astype(np.float32)
+    return Audio(data, target_rate, "<array>", sample_rate, 1, "ARRAY")
+
+
+def probe_audio(path: str | os.PathLike) -> AudioInfo:
+    """Decode and validate the whole file without keeping it (constant memory in the duration)."""
+    with _open(path) as f:
+        frames = sum(len(b) for b in _stream_mono(f, str(path)))
+        return AudioInfo(str(path), frames / f.samplerate, f.samplerate, f.channels, f.format, f.subtype, frames)

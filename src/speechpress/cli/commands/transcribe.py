@@ -1,0 +1,53 @@
+"""`speechpress transcribe`: long-form transcription, window by window."""
+
+from __future__ import annotations
+
+from speechpress.cli.common import add_generation_args, add_model_args, add_press_args, emit_json, generation_kwargs, load_model
+
+PROMPT = "Transcribe the audio."
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe a recording of any length",
+        description=(
+            "Transcribe a recording chunk by chunk (default 30 s chunks, the encoder's window), each chunk "
+            "prefilled under --press, and join the texts. Never truncates."
+        ),
+    )
+    p.add_argument("audio", help="audio file")
+    add_model_args(p)
+    add_press_args(p)
+    add_generation_args(p, max_new_tokens=256)
+    p.add_argument("--chunk-seconds", type=float, default=30.0, help="seconds per transcribed chunk (default 30)")
+    p.add_argument("--prompt", default=PROMPT, help=f"instruction given with each chunk (default: {PROMPT!r})")
+    p.add_argument("--json", action="store_true", help="machine-readable output with per-chunk times")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from speechpress.audio import Audio, load_audio
+    from speechpress.errors import ConfigError
+
+    if not args.chunk_seconds > 0:
+        raise ConfigError(f"--chunk-seconds must be > 0, got {args.chunk_seconds}")
+    gen = generation_kwargs(args)
+    model = load_model(args)
+    chain = model.press_chain(args.press, args.ratio, args.tokens_per_second)
+    audio = load_audio(args.audio)
+    step = int(args.chunk_seconds * audio.sample_rate)
+    chunks = []
+    starts = range(0, len(audio.samples), step)
+    for start in tqdm(starts, desc="transcribing", unit="chunk", disable=len(starts) < 2, leave=False):
+        piece = Audio(audio.samples[start : start + step], audio.sample_rate, audio.source, audio.source_sample_rate, 1, audio.source_format)
+        answer = model.ask(piece, args.prompt, press=chain, **gen)[0]
+        chunks.append({"start": start / audio.sample_rate, "end": min(len(audio.samples), start + step) / audio.sample_rate, "text": answer.text})
+    text = " ".join(c["text"].strip() for c in chunks if c["text"].strip())
+    if args.json:
+        emit_json({"audio": args.audio, "press": args.press, "text": text, "chunks": chunks})
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,68 @@
+"""Arguments and output shared by several commands (kept out of commands/ so it is not a command itself)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_press_args(p, default: str = "identity") -> None:
+    g = p.add_argument_group("compression")
+    g.add_argument(
+        "--press",
+        default=default,
+        help="press name or chain, e.g. avgpool, avgpool:2+speechprune:4, hfq@1.67 (see `speechpress presses`); "
+        f"default: {default}",
+    )
+    target = g.add_mutually_exclusive_group()
+    target.add_argument("--ratio", type=float, help="compression factor k = tokens in / tokens out (e.g. 4)")
+    target.add_argument("--tokens-per-second", type=float, help="target audio tokens per second instead of a ratio")
+
+
+def add_model_args(p, required: bool = True) -> None:
+    p.add_argument("--model", required=required, help="model directory (from `speechpress init-model` or training) or hub id")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+
+
+def add_generation_args(p, max_new_tokens: int = 64) -> None:
+    g = p.add_argument_group("generation")
+    g.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"longest answer (default {max_new_tokens})")
+    g.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--seed", type=int, default=None, help="seed for sampling")
+
+
+def generation_kwargs(args) -> dict:
+    from speechpress.errors import ConfigError
+
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    return dict(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
+
+
+def load_model(args):
+    from speechpress.model.speechlm import SpeechLM, default_device
+
+    return SpeechLM.from_pretrained(args.model, device=args.device or default_device())
+
+
+def emit_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"

@@ -1,0 +1,37 @@
+"""How many audio tokens a recording becomes, computed in one place.
+
+The encoder sees 30 s windows; window w holding s samples gives ceil(s / hop) mel frames, (m - 1) // 2 + 1
+encoder frames (Whisper's stride-2 conv), and ceil(frames / encoder_pool) pooled tokens. Presses then map
+counts through ``Press.output_length``. `SpeechLM.encode` is tested to produce exactly these counts.
+"""
+
+from __future__ import annotations
+
+import math
+
+from speechpress.model.config import SpeechLMConfig
+
+
+def window_token_counts(num_samples: int, config: SpeechLMConfig) -> list[int]:
+    per_window = int(round(config.window_seconds * config.sample_rate))
+    counts = []
+    for start in range(0, max(num_samples, 1), per_window):
+        samples = min(per_window, num_samples - start)
+        mel = math.ceil(samples / config.hop_length)
+        frames = (mel - 1) // 2 + 1
+        counts.append(math.ceil(frames / config.encoder_pool))
+    return counts
+
+
+def audio_token_count(num_samples: int, config: SpeechLMConfig) -> int:
+    """Tokens reaching the press chain for ``num_samples`` samples at the config's sample rate."""
+    return sum(window_token_counts(num_samples, config))
+
+
+def chain_token_counts(n_tokens: int, duration: float, chain) -> list[int]:
+    """Token count after each press of ``chain`` (a list of Press objects)."""
+    counts = []
+    for press in chain:
+        n_tokens = press.output_length(n_tokens, duration)
+        counts.append(n_tokens)
+    return counts

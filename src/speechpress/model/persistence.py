@@ -1,0 +1,116 @@
+"""save/load of a SpeechLM directory: config.json + model.safetensors + tokenizer files, no pickles.
+
+A save is written into a sibling temporary directory and moved into place, so an interrupted save never
+leaves a directory that looks like a model but is not one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from safetensors.torch import load_model as st_load_model
+from safetensors.torch import save_model as st_save_model
+
+from speechpress.errors import ConfigError, ModelLoadError
+from speechpress.model.config import SpeechLMConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MARKER_KEY = "speechpress_version"
+
+
+def save_model(model, directory: str | os.PathLike) -> None:
+    from speechpress import __version__
+
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise ModelLoadError(f"{target}: exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG_NAME).exists():
+        raise ModelLoadError(f"{target}: directory is not empty and holds no speechpress model; refusing to write into it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        data = model.config.to_dict()
+        data_with_marker = {**data, MARKER_KEY: __version__}
+        (tmp / CONFIG_NAME).write_text(json.dumps(data_with_marker, indent=2, sort_keys=True) + "\n")
+        st_save_model(model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", MARKER_KEY: __version__})
+        model.tokenizer.save_pretrained(str(tmp))
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
+    """A local directory as is; otherwise a hub id, downloaded (guarded: offline gives a clear error)."""
+    path = Path(name_or_path)
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{path}: is a file, not a model directory")
+        return path
+    text = str(name_or_path)
+    if text.count("/") != 1 or text.startswith((".", "/")):
+        raise ModelLoadError(f"{path}: no such model directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=text))
+    except Exception as err:  # the hub client raises many types: offline, not found, gated, ...
+        raise ModelLoadError(
+            f"{text}: not a local directory and it could not be fetched from the hub ({type(err).__name__}: {err}). "
+            "Offline? Download it once where there is a network, or pass a local directory."
+        ) from None
+
+
+def load_model(cls, name_or_path, device: str | None = None):
+    from transformers import AutoTokenizer
+
+    directory = resolve_model_dir(name_or_path)
+    config_path = directory / CONFIG_NAME
+    weights_path = directory / WEIGHTS_NAME
+    if not config_path.exists():
+        raise ModelLoadError(f"{directory}: not a speechpress model (no {CONFIG_NAME})")
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{config_path}: unreadable model config ({err})") from None
+    if not isinstance(data, dict) or MARKER_KEY not in data:
+        raise ModelLoadError(
+            f"{directory}: {CONFIG_NAME} is not a speechpress model config "
+            "(transformers checkpoints such as Qwen2-Audio need a backend; see README)"
+        )
+    data.pop(MARKER_KEY)
+    try:
+        config = SpeechLMConfig.from_dict(data, source=str(config_path))
+    except ConfigError as err:
+        raise ModelLoadError(str(err)) from None
+    if not weights_path.exists():
+        raise ModelLoadError(f"{directory}: missing {WEIGHTS_NAME}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except Exception as err:
+        raise ModelLoadError(f"{directory}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
+    model = cls(config, tokenizer)
+    try:
+        missing, unexpected = st_load_model(model, str(weights_path), strict=False)
+    except Exception as err:
+        raise ModelLoadError(f"{weights_path}: cannot load weights ({type(err).__name__}: {err})") from None
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"{weights_path}: weights do not match the config (missing {len(missing)}, unexpected {len(unexpected)}; "
+            f"e.g. {(list(missing) + list(unexpected))[:3]})"
+        )
+    if device:
+        model.to(device)
+    return model.eval()

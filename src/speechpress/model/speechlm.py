@@ -1,0 +1,428 @@
+"""SpeechLM: a composable speech LLM that never truncates long audio.
+
+The data flows one way::
+
+    waveform -> log-mel per 30 s window -> Whisper encoder per window -> frames with time spans
+      -> encoder_pool -> encoder-space presses -> projector -> LLM-space presses
+      -> LLM prefill of [prompt prefix + audio] (a KV press such as SST evicts speech KV here)
+      -> question suffix -> greedy or sampled decoding
+
+The audio is prefilled once (:meth:`SpeechLM.prefill`) and any number of questions are answered from the same
+cache (:meth:`SpeechLM.answer`), so the question stays out of compression unless a press reads it by design
+(SpeechPrune); every :class:`Answer` says which.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, WhisperConfig
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from speechpress.audio import Audio, load_audio
+from speechpress.errors import ModelLoadError, PressError
+from speechpress.features import iter_feature_windows
+from speechpress.model.config import SpeechLMConfig
+from speechpress.presses import AudioTokens, Press, PressContext, build_press, check_chain, parse_press_spec
+from speechpress.presses.base import segment_mean
+
+
+@dataclass
+class AudioContext:
+    """The LLM state after prefilling [prompt prefix + compressed audio]; ask it as many questions as you like."""
+
+    cache: object  # transformers Cache
+    next_position: int  # RoPE position of the next token (beyond the cache length once a KV press evicted)
+    prefix_tokens: int
+    duration: float
+    encoder_tokens: int  # audio tokens entering the press chain
+    llm_audio_tokens: int  # audio tokens that entered the LLM
+    cached_audio_tokens: int  # audio entries left in the KV cache after prefill
+    spans: torch.Tensor  # [n, 2] seconds covered by each audio token that entered the LLM
+    press: str
+    query_in_compression: bool
+    prefill_seconds: float = 0.0
+
+    @property
+    def cached_tokens(self) -> int:
+        return self.prefix_tokens + self.cached_audio_tokens
+
+
+@dataclass
+class Answer:
+    text: str
+    token_ids: list[int]
+    question: str
+    press: str
+    duration: float
+    encoder_tokens: int
+    llm_audio_tokens: int
+    cached_audio_tokens: int
+    query_in_compression: bool
+    prefill_seconds: float
+    decode_seconds: float
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class SpeechLM(nn.Module):
+    def __init__(self, config: SpeechLMConfig, tokenizer):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.encoder = WhisperEncoder(WhisperConfig(**config.encoder))
+        llm_kwargs = dict(config.llm)
+        llm_config = AutoConfig.for_model(**llm_kwargs)
+        llm_config.pad_token_id = tokenizer.pad_token_id
+        llm_config.eos_token_id = tokenizer.eos_token_id
+        self.llm = AutoModelForCausalLM.from_config(llm_config, attn_implementation="sdpa")
+        d_enc, d_llm = self.encoder.config.d_model, self.llm.config.hidden_size
+        if config.projector == "linear":
+            self.projector = nn.Linear(d_enc, d_llm)
+        else:
+            self.projector = nn.Sequential(nn.Linear(d_enc, d_llm), nn.GELU(), nn.Linear(d_llm, d_llm))
+        # Trained presses live with the model so save/load keeps them.
+        self.presses = nn.ModuleDict(
+            {name: self._new_press(name, **kwargs) for name, kwargs in config.presses.items()}
+        )
+        for token in (config.audio_bos, config.audio_token, config.audio_eos):
+            if tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
+                raise ModelLoadError(f"tokenizer lacks the special token {token}")
+        self.eval()
+
+    # ----------------------------------------------------------------- construction and persistence
+    @classmethod
+    def from_config(cls, config: SpeechLMConfig, tokenizer=None, seed: int | None = 0) -> "SpeechLM":
+        """A randomly initialised model (for tests, `init-model`, and training from scratch)."""
+        from speechpress.model.tokenizer import build_byte_tokenizer
+
+        tokenizer = tokenizer or build_byte_tokenizer()
+        config = copy.deepcopy(config)
+        config.llm.setdefault("vocab_size", len(tokenizer))
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(config, tokenizer)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """config.json + model.safetensors + tokenizer files; written beside, then moved in (never half-written)."""
+        from speechpress.model.persistence import save_model
+
+        save_model(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, device: str | None = None) -> "SpeechLM":
+        from speechpress.model.persistence import load_model
+
+        return load_model(cls, name_or_path, device=device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.llm.parameters()).dtype
+
+    # ----------------------------------------------------------------------------------- presses
+    def _new_press(self, name: str, **kwargs) -> Press:
+        return new_press(self.config, name, **kwargs)
+
+    def press_chain(self, spec=None, ratio: float | None = None, tokens_per_second: float | None = None) -> list[Press]:
+        """Resolve a press spec ("avgpool", "avgpool:2+sst:8", a Press, or a list) into a checked chain.
+
+        Trained presses stored with the model are used when the name matches; an untrained trainable press
+        gets a warning, because its output is noise until it is trained.
+        """
+        if spec is None:
+            spec = "identity"
+        if isinstance(spec, Press):
+            chain = [spec]
+        elif isinstance(spec, (list, tuple)):
+            chain = list(spec)
+        else:
+            chain = []
+            for name, r, t in parse_press_spec(str(spec), ratio, tokens_per_second):
+                if name in self.presses:
+                    press = copy.copy(self.presses[name])  # shares the trained parameters
+                    if r is not None or t is not None:
+                        press.ratio, press.tokens_per_second = r, t
+                else:
+                    press = self._new_press(name, ratio=r, tokens_per_second=t)
+                    if press.trainable:
+                        warnings.warn(f"press {name!r} is trainable but this model holds no trained copy: its output is untrained")
+                chain.append(press.to(self.device))
+        check_chain(chain)
+        return chain
+
+    # ------------------------------------------------------------------------------------- audio
+    def encode(self, audio, batch_windows: int = 8) -> AudioTokens:
+        """Encoder frames of the whole recording (batch of one), pooled by ``encoder_pool``, with time spans."""
+        samples = audio.samples if isinstance(audio, Audio) else audio
+        cfg = self.config
+        duration = len(samples) / cfg.sample_rate
+        step = 1.0 / cfg.frames_per_second
+        embeddings, spans = [], []
+        for batch in iter_feature_windows(samples, cfg.num_mel_bins, cfg.window_seconds, cfg.sample_rate, batch_windows):
+            feats = torch.stack([w.features for w in batch]).to(self.device, self.encoder.conv1.weight.dtype)
+            hidden = self.encoder(feats).last_hidden_state
+            for window, h in zip(batch, hidden):
+                n = (window.valid_frames - 1) // 2 + 1
+                starts = window.start + torch.arange(n, dtype=torch.float64) * step
+                win_spans = torch.stack([starts, torch.clamp(starts + step, max=duration)], dim=-1)
+                frames = h[:n]
+                if cfg.encoder_pool > 1:
+                    first = torch.arange(0, n, cfg.encoder_pool)
+                    last = torch.clamp(first + cfg.encoder_pool, max=n)
+                    frames = segment_mean(frames, first, last)
+                    win_spans = torch.stack([win_spans[first, 0], win_spans[last - 1, 1]], dim=-1)
+                embeddings.append(frames)
+                spans.append(win_spans)
+        emb = torch.cat(embeddings)
+        return AudioTokens(emb[None], torch.tensor([emb.shape[0]]), torch.cat(spans)[None])
+
+    def as_audio(self, audio) -> Audio:
+        """A path is decoded and resampled; a bare array is taken to be mono at the model's sample rate
+        (16 kHz), as Whisper does; pass an :class:`Audio` from `load_audio(array, sample_rate=...)` otherwise."""
+        if isinstance(audio, Audio):
+            return audio
+        if isinstance(audio, (np.ndarray, torch.Tensor)):
+            data = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else audio
+            return load_audio(data, sample_rate=self.config.sample_rate, target_rate=self.config.sample_rate)
+        return load_audio(audio, target_rate=self.config.sample_rate)
+
+    def project(self, tokens: AudioTokens) -> AudioTokens:
+        return AudioTokens(self.projector(tokens.embeddings), tokens.lengths, tokens.spans)
+
+    def compress(self, tokens: AudioTokens, chain: list[Press], query_embeds: torch.Tensor | None = None):
+        """Run the chain; returns (LLM-space tokens, the KV press or None). The projector runs where the chain
+        passes from encoder-space to LLM-space presses."""
+        context = PressContext(query_embeds=query_embeds, llm=self.llm)
+        projected, kv_press = False, None
+        for press in chain:
+            if press.space != "encoder" and not projected:
+                tokens, projected = self.project(tokens), True
+            if press.space == "kv":
+                kv_press = press
+                break
+            tokens = press(tokens, context)
+        if not projected:
+            tokens = self.project(tokens)
+        return tokens, kv_press
+
+    # ------------------------------------------------------------------------------------ prompts
+    def prompt_ids(self, question: str | None) -> tuple[list[int], list[int]]:
+        """Token ids before and after the audio. The prefix never depends on the question, so one prefilled
+        audio context serves every question."""
+        messages = [
+            {"role": "system", "content": self.config.system_prompt},
+            {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": question or ""}]},
+        ]
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        audio_id = self.tokenizer.convert_tokens_to_ids(self.config.audio_token)
+        if ids.count(audio_id) != 1:
+            raise ModelLoadError("the chat template must place exactly one audio placeholder")
+        at = ids.index(audio_id)
+        return ids[:at], ids[at + 1 :]
+
+    def embed_ids(self, ids: list[int]) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(torch.tensor([ids], device=self.device))
+
+    # ------------------------------------------------------------------------------ prefill / answer
+    @torch.inference_mode()
+    def prefill(self, audio, press=None, ratio=None, tokens_per_second=None, question: str | None = None) -> AudioContext:
+        """Encode, compress and prefill the audio once. ``question`` is read only by query-aware presses."""
+        audio = self.as_audio(audio)
+        chain = self.press_chain(press, ratio, tokens_per_second)
+        query_aware = any(p.query_aware for p in chain)
+        if query_aware and not question:
+            names = ", ".join(p.name for p in chain if p.query_aware)
+            raise PressError(f"press {names} reads the question: prefill with question=...")
+        start = time.perf_counter()
+        tokens = self.encode(audio)
+        encoder_tokens = int(tokens.lengths[0])
+        query = self.embed_ids(self.tokenizer(question, add_special_tokens=False)["input_ids"]) if query_aware else None
+        tokens, kv_press = self.compress(tokens, chain, query)
+        n = int(tokens.lengths[0])
+        audio_embeds = tokens.embeddings[:, :n].to(self.dtype)
+        prefix_ids, _ = self.prompt_ids(None)
+        prefix = self.embed_ids(prefix_ids)
+        if kv_press is not None:
+            state = kv_press.prefill(self.llm, prefix, audio_embeds)
+            cache, next_position = state.cache, state.next_position
+            cached_audio = cache.get_seq_length() - len(prefix_ids)
+        else:
+            out = self.llm.base_model(inputs_embeds=torch.cat([prefix, audio_embeds], dim=1), use_cache=True)
+            cache, next_position, cached_audio = out.past_key_values, len(prefix_ids) + n, n
+        return AudioContext(
+            cache=cache,
+            next_position=next_position,
+            prefix_tokens=len(prefix_ids),
+            duration=audio.duration,
+            encoder_tokens=encoder_tokens,
+            llm_audio_tokens=n,
+            cached_audio_tokens=cached_audio,
+            spans=tokens.spans[0, :n].cpu(),
+            press="+".join(f"{p.name}" + ("" if p.name == "identity" else f":{_target(p)}") for p in chain),
+            query_in_compression=query_aware,
+            prefill_seconds=time.perf_counter() - start,
+        )
+
+    def _forward_ids(self, context: AudioContext, ids: list[int], position: int) -> torch.Tensor:
+        positions = torch.arange(position, position + len(ids), device=self.device)[None]
+        out = self.llm(
+            input_ids=torch.tensor([ids], device=self.device),
+            past_key_values=context.cache,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[0, -1].float()
+
+    @torch.inference_mode()
+    def answer(
+        self,
+        context: AudioContext,
+        question: str,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        seed: int | None = None,
+    ) -> Answer:
+        """Answer one question from a prefilled context; the context is left as it was, ready for the next."""
+        if max_new_tokens < 1:
+            raise PressError("max_new_tokens must be at least 1")
+        _, suffix = self.prompt_ids(question)
+        cache_len = context.cache.get_seq_length()
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        start = time.perf_counter()
+        eos = self.tokenizer.eos_token_id
+        generated: list[int] = []
+        try:
+            logits = self._forward_ids(context, suffix, context.next_position)
+            position = context.next_position + len(suffix)
+            for _ in range(max_new_tokens):
+                token = _pick(logits, do_sample, temperature, top_p, top_k, generator)
+                if token == eos:
+                    break
+                generated.append(token)
+                logits = self._forward_ids(context, [token], position)
+                position += 1
+        finally:
+            trim_cache(context.cache, cache_len)
+        return Answer(
+            text=self.tokenizer.decode(generated, skip_special_tokens=True),
+            token_ids=generated,
+            question=question,
+            press=context.press,
+            duration=context.duration,
+            encoder_tokens=context.encoder_tokens,
+            llm_audio_tokens=context.llm_audio_tokens,
+            cached_audio_tokens=context.cached_audio_tokens,
+            query_in_compression=context.query_in_compression,
+            prefill_seconds=context.prefill_seconds,
+            decode_seconds=time.perf_counter() - start,
+        )
+
+    def ask(self, audio, questions: list[str] | str, press=None, ratio=None, tokens_per_second=None, **generation) -> list[Answer]:
+        """Compress once, ask many: one prefill serves every question, unless a press reads the question."""
+        questions = [questions] if isinstance(questions, str) else list(questions)
+        audio = self.as_audio(audio)
+        chain = self.press_chain(press, ratio, tokens_per_second)
+        if any(p.query_aware for p in chain):
+            return [self.answer(self.prefill(audio, chain, question=q), q, **generation) for q in questions]
+        context = self.prefill(audio, chain)
+        return [self.answer(context, q, **generation) for q in questions]
+
+    @torch.inference_mode()
+    def answer_logits(self, context: AudioContext, question: str, answer: str) -> torch.Tensor:
+        """Logits [len(answer ids), vocab] for a given answer (teacher forcing), for tests and scoring."""
+        _, suffix = self.prompt_ids(question)
+        answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+        ids = suffix + answer_ids
+        cache_len = context.cache.get_seq_length()
+        positions = torch.arange(context.next_position, context.next_position + len(ids), device=self.device)[None]
+        try:
+            out = self.llm(
+                input_ids=torch.tensor([ids], device=self.device),
+                past_key_values=context.cache,
+                position_ids=positions,
+                use_cache=True,
+            )
+        finally:
+            trim_cache(context.cache, cache_len)
+        return out.logits[0, len(suffix) - 1 : len(ids) - 1].float()
+
+
+def new_press(config: SpeechLMConfig, name: str, **kwargs) -> Press:
+    """Build press ``name`` for a model of this config: trainable presses get the width of the space they act in."""
+    from speechpress.presses import available_presses
+
+    presses = available_presses()
+    if name not in presses:
+        raise PressError(f"unknown press {name!r}; available: {', '.join(presses)}")
+    cls = presses[name]
+    if cls.trainable and "dim" not in kwargs:
+        kwargs["dim"] = config.encoder["d_model"] if cls.space == "encoder" else config.llm["hidden_size"]
+    return build_press(name, **kwargs)
+
+
+def chain_from_spec(config: SpeechLMConfig, spec, ratio=None, tokens_per_second=None) -> list[Press]:
+    """A checked press chain for a model of this config, with freshly built presses (no trained weights)."""
+    chain = [new_press(config, name, ratio=r, tokens_per_second=t) for name, r, t in parse_press_spec(spec, ratio, tokens_per_second)]
+    check_chain(chain)
+    return chain
+
+
+def trim_cache(cache, length: int) -> None:
+    """Drop every cache entry after the first ``length`` (the answer's tokens), on every layer."""
+    for layer in cache.layers:
+        if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.shape[-2] > length:
+            layer.keys = layer.keys[..., :length, :]
+            layer.values = layer.values[..., :length, :]
+
+
+def _target(press: Press) -> str:
+    if press.tokens_per_second is not None:
+        return f"{press.tokens_per_second:g}tps"
+    return f"{press.ratio:g}" if press.ratio is not None else "1"
+
+
+def _pick(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float, top_k: int, generator) -> int:
+    if not do_sample:
+        return int(torch.argmax(logits))
+    if temperature <= 0:
+        raise PressError("temperature must be > 0 when sampling")
+    logits = logits / temperature
+    if top_k and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    probs = torch.softmax(logits, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_probs, 0) - sorted_probs < top_p
+        mask = torch.zeros_like(probs, dtype=torch.bool)
+        mask[order[keep]] = True
+        probs = torch.where(mask, probs, torch.zeros_like(probs))
+        probs = probs / probs.sum()
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+__all__ = ["Answer", "AudioContext", "SpeechLM", "default_device"]
