@@ -59,9 +59,37 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: empty file (0 bytes)")
     try:
-        return sf.SoundFile(str(p))
+        f = sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(f"{p}: cannot decode as audio ({err})") from None
+    if f.format == "WAV":
+        try:
+            _check_riff_size(p)
+        except AudioError:
+            f.close()
+            raise
+    return f
+
+
+def _check_riff_size(path: str | os.PathLike) -> None:
+    """A WAV cut short still decodes (libsndfile trusts the bytes it finds); its header says how many it should have."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        offset = 12
+        while offset + 8 <= size:
+            fh.seek(offset)
+            chunk = fh.read(8)
+            ident, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if ident == b"data":
+                if length not in (0, 0xFFFFFFFF) and offset + 8 + length > size:
+                    raise AudioError(
+                        f"{path}: truncated WAV: header declares {length} data bytes, file holds {size - offset - 8}"
+                    )
+                return
+            offset += 8 + length + (length & 1)
 
 
 def _stream_mono(f: sf.SoundFile, path: str):

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechpress.audio import load_audio, probe_audio
+from speechpress.errors import AudioError, SpeechpressError
+
+from helpers import speech
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return speech(3.0)
+
+
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")])
+def test_decodes_real_codecs_at_16k(tmp_path, clip, fmt, subtype):
+    path = tmp_path / f"clip.{fmt.lower()}"
+    sf.write(path, clip, 16000, format=fmt, subtype=subtype)
+    audio = load_audio(path)
+    assert audio.sample_rate == 16000 and audio.samples.dtype == np.float32
+    assert abs(audio.duration - 3.0) < 0.06  # mp3 adds encoder padding
+    if fmt in ("WAV", "FLAC"):  # lossless: 16-bit quantisation only
+        assert np.abs(audio.samples - clip).max() < 1e-4
+
+
+def test_stereo_44k_is_downmixed_and_resampled(tmp_path, clip):
+    import soxr
+
+    up = soxr.resample(clip, 16000, 44100).astype(np.float32)
+    stereo = np.stack([up, 0.5 * up], axis=1)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, stereo, 44100, subtype="FLOAT")
+    audio = load_audio(path)
+    assert audio.source_channels == 2 and audio.source_sample_rate == 44100
+    assert abs(len(audio.samples) - len(clip)) <= 2
+    # mono = mean of channels = 0.75 * signal, back at 16 kHz
+    n = min(len(clip), len(audio.samples))
+    err = np.abs(audio.samples[1000 : n - 1000] - 0.75 * clip[1000 : n - 1000]).max()
+    assert err < 0.02
+
+
+def test_long_file_is_never_truncated(tmp_path):
+    x = np.tile(speech(5.0), 20)  # 100 s
+    path = tmp_path / "long.flac"
+    sf.write(path, x, 16000)
+    assert len(load_audio(path).samples) == len(x)
+    assert probe_audio(path).duration == pytest.approx(100.0)
+
+
+def test_array_input_needs_rate_and_resamples():
+    with pytest.raises(AudioError, match="sample_rate"):
+        load_audio(np.zeros(100, np.float32))
+    out = load_audio(np.ones((8000, 2), np.float32), sample_rate=8000)
+    assert len(out.samples) == 16000
+
+
+def _bad_inputs(tmp_path, clip):
+    cases = {}
+    cases["missing"] = (tmp_path / "nope.wav", "no such file")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    cases["empty"] = (empty, "empty file")
+    zero = tmp_path / "zero.wav"
+    sf.write(zero, np.zeros(0, np.float32), 16000)
+    cases["zero-length"] = (zero, "no audio samples")
+    full = tmp_path / "full.wav"
+    sf.write(full, clip, 16000)
+    trunc = tmp_path / "trunc.wav"
+    trunc.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    cases["truncated wav"] = (trunc, "truncated")
+    flac = tmp_path / "full.flac"
+    sf.write(flac, clip, 16000)
+    corrupt = tmp_path / "corrupt.flac"
+    data = bytearray(flac.read_bytes())
+    corrupt.write_bytes(bytes(data[: len(data) // 2]))
+    cases["truncated flac"] = (corrupt, "corrupt or truncated")
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio at all\n" * 20)
+    cases["text named .wav"] = (text, "cannot decode")
+    nan = tmp_path / "nan.wav"
+    y = clip.copy()
+    y[1234] = np.nan
+    sf.write(nan, y, 16000, subtype="FLOAT")
+    cases["nan"] = (nan, "non-finite")
+    inf = tmp_path / "inf.wav"
+    y = clip.copy()
+    y[99] = np.inf
+    sf.write(inf, y, 16000, subtype="FLOAT")
+    cases["inf"] = (inf, "non-finite")
+    cases["directory"] = (tmp_path, "is a directory")
+    return cases
+
+
+def test_every_bad_input_is_a_typed_error_naming_the_file(tmp_path, clip):
+    for label, (path, reason) in _bad_inputs(tmp_path, clip).items():
+        for fn in (load_audio, probe_audio):
+            with pytest.raises(AudioError) as err:
+                fn(path)
+            assert str(path) in str(err.value), label
+            assert reason in str(err.value), (label, str(err.value))
+            assert isinstance(err.value, SpeechpressError)
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, clip, capsys):
+    from speechpress.cli import main
+
+    for label, (path, reason) in _bad_inputs(tmp_path, clip).items():
+        assert main(["info", str(path)]) == 2, label
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, (label, err)
+        assert reason in err

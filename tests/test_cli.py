@@ -1,0 +1,101 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechpress.cli import main
+
+from helpers import speech
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    assert main(["init-model", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "talk.flac"
+    sf.write(path, speech(40.0), 16000)
+    return path
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_info_json_counts_tokens(wav, capsys):
+    assert main(["info", str(wav), "--press", "avgpool", "--ratio", "4", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["duration_s"] == pytest.approx(40.0)
+    assert row["windows"] == 2
+    assert row["audio_tokens"] == 1000 and row["tokens_after_press"] == 250 and row["compression"] == 4.0
+
+
+def test_ask_answers_every_question_from_one_prefill(wav, model_dir, capsys):
+    code = main(["ask", str(wav), "Who?", "When?", "--model", str(model_dir), "--press", "avgpool", "--ratio", "2",
+                 "--max-new-tokens", "4", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [a["question"] for a in out["answers"]] == ["Who?", "When?"]
+    first = out["answers"][0]
+    assert first["encoder_tokens"] == 1000 and first["llm_audio_tokens"] == 500 and first["press"] == "avgpool:2"
+    assert out["peak_memory_bytes"] > 0
+    assert all(len(a["token_ids"]) <= 4 for a in out["answers"])
+
+
+def test_transcribe_chunks_long_audio(wav, model_dir, capsys):
+    assert main(["transcribe", str(wav), "--model", str(model_dir), "--max-new-tokens", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(c["start"], c["end"]) for c in out["chunks"]] == [(0.0, 30.0), (30.0, 40.0)]
+
+
+def test_presses_lists_registered_methods(capsys):
+    assert main(["presses", "--json"]) == 0
+    names = {r["name"] for r in json.loads(capsys.readouterr().out)}
+    assert {"identity", "avgpool"} <= names
+
+
+@pytest.mark.parametrize(
+    "argv,reason",
+    [
+        (["info", "{wav}", "--press", "nope"], "unknown press 'nope'"),
+        (["info", "{wav}", "--press", "avgpool", "--ratio", "0.5"], "must be >= 1"),
+        (["ask", "{wav}", "q", "--model", "{tmp}"], "not a speechpress model"),
+        (["ask", "{wav}", "q", "--model", "{tmp}/nothing-here"], "no such model directory"),
+        (["ask", "{tmp}/missing.wav", "q", "--model", "{model}"], "no such file"),
+        (["ask", "{wav}", "q", "--model", "{model}", "--max-new-tokens", "0"], "--max-new-tokens"),
+        (["init-model", "--config", "huge", "--out", "{tmp}/never"], "not a named config"),
+    ],
+)
+def test_bad_input_exit_2_one_line(argv, reason, wav, model_dir, tmp_path, capsys):
+    argv = [a.format(wav=wav, model=model_dir, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    assert reason in _err_line(capsys)
+    assert not (tmp_path / "never").exists()
+
+
+def test_init_model_refuses_to_overwrite(model_dir, capsys):
+    before = (model_dir / "model.safetensors").read_bytes()
+    assert main(["init-model", "--out", str(model_dir), "--seed", "5"]) == 2
+    assert "already exists" in _err_line(capsys)
+    assert (model_dir / "model.safetensors").read_bytes() == before
+
+
+def test_init_model_from_yaml_config(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("encoder: {d_model: 32, encoder_layers: 1, encoder_attention_heads: 2, encoder_ffn_dim: 64, num_mel_bins: 80, max_source_positions: 1500}\n"
+                   "llm: {model_type: qwen2, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1}\n"
+                   "encoder_pool: 4\n")
+    assert main(["init-model", "--config", str(cfg), "--out", str(tmp_path / "m")]) == 0
+    wav = tmp_path / "a.wav"
+    sf.write(wav, speech(2.0), 16000)
+    capsys.readouterr()
+    assert main(["info", str(wav), "--model", str(tmp_path / "m"), "--json"]) == 0
+    # 2 s = 200 mel frames -> 100 encoder frames (stride 2) -> 25 tokens with encoder_pool 4
+    assert json.loads(capsys.readouterr().out)["audio_tokens"] == 25

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+
+from speechpress.errors import ModelLoadError, PressError
+from speechpress.model.lengths import audio_token_count
+from speechpress.model.speechlm import SpeechLM
+
+from helpers import speech, tiny_model
+
+
+@pytest.mark.parametrize("seconds", [0.5, 12.0, 30.0, 61.3])
+def test_encode_counts_and_spans(seconds):
+    model = tiny_model()
+    x = speech(seconds)
+    with torch.no_grad():
+        tokens = model.encode(x)
+    n = int(tokens.lengths[0])
+    assert n == audio_token_count(len(x), model.config)
+    spans = tokens.spans[0, :n]
+    assert spans[0, 0] == 0 and spans[-1, 1] == pytest.approx(len(x) / 16000, abs=1e-6)
+    assert torch.all(spans[1:, 0] >= spans[:-1, 0]) and torch.all(spans[:, 1] > spans[:, 0])
+    # 25 tokens per second of audio (50 Hz frames pooled by 2), one token per 40 ms
+    assert n == pytest.approx(seconds * 25, abs=2)
+
+
+def test_padding_of_last_window_never_becomes_tokens():
+    model = tiny_model()
+    x = speech(31.0)
+    with torch.no_grad():
+        tokens = model.encode(x)
+    assert int(tokens.lengths[0]) == 750 + 25
+
+
+def test_compress_once_ask_many_equals_separate_prefills():
+    model = tiny_model()
+    x = speech(8.0)
+    context = model.prefill(x, "avgpool", ratio=2)
+    a1 = model.answer(context, "Where is the meeting?", max_new_tokens=6)
+    a2 = model.answer(context, "Who presents the budget?", max_new_tokens=6)
+    fresh = model.answer(model.prefill(x, "avgpool", ratio=2), "Who presents the budget?", max_new_tokens=6)
+    assert a2.token_ids == fresh.token_ids
+    assert context.cache.get_seq_length() == context.cached_tokens  # answers leave the cache as it was
+    assert a1.llm_audio_tokens == 100 and a1.query_in_compression is False
+
+
+def test_answer_logits_equal_full_forward():
+    """The cached path (prefill, then suffix) equals one forward over the whole sequence."""
+    model = tiny_model()
+    x = speech(4.0)
+    ctx = model.prefill(x)
+    cached = model.answer_logits(ctx, "What day?", "Tuesday")
+    prefix, suffix = model.prompt_ids("What day?")
+    answer = model.tokenizer("Tuesday", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        audio = model.project(model.encode(x)).embeddings
+        embeds = torch.cat([model.embed_ids(prefix), audio, model.embed_ids(suffix + answer)], dim=1)
+        full = model.llm(inputs_embeds=embeds).logits[0]
+    start = len(prefix) + audio.shape[1] + len(suffix) - 1
+    assert torch.allclose(cached, full[start : start + len(answer)], atol=1e-4)
+
+
+def test_greedy_is_deterministic_and_sampling_is_seeded():
+    model = tiny_model()
+    ctx = model.prefill(speech(3.0))
+    g1 = model.answer(ctx, "q", max_new_tokens=8)
+    g2 = model.answer(ctx, "q", max_new_tokens=8)
+    assert g1.token_ids == g2.token_ids
+    s1 = model.answer(ctx, "q", max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.9, seed=3)
+    s2 = model.answer(ctx, "q", max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.9, seed=3)
+    s3 = model.answer(ctx, "q", max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.9, seed=4)
+    assert s1.token_ids == s2.token_ids
+    assert s1.token_ids != s3.token_ids or s1.token_ids != g1.token_ids
+
+
+def test_save_load_round_trip_same_logits(tmp_path):
+    model = tiny_model()
+    x = speech(5.0)
+    before = model.answer_logits(model.prefill(x), "Who?", "Maria")
+    model.save_pretrained(tmp_path / "m")
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "m").iterdir()}
+    assert not any(p.suffix in (".bin", ".pt", ".pkl") for p in (tmp_path / "m").iterdir())
+    loaded = SpeechLM.from_pretrained(tmp_path / "m")
+    after = loaded.answer_logits(loaded.prefill(x), "Who?", "Maria")
+    assert torch.equal(before, after)
+
+
+def test_model_dir_that_is_not_a_model(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such model directory"):
+        SpeechLM.from_pretrained(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="not a speechpress model"):
+        SpeechLM.from_pretrained(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "qwen2"}')
+    with pytest.raises(ModelLoadError, match="not a speechpress model config"):
+        SpeechLM.from_pretrained(bad)
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="could not be fetched"):
+        SpeechLM.from_pretrained("nobody-here/no-such-model")
+
+
+def test_press_errors():
+    model = tiny_model()
+    with pytest.raises(PressError, match="unknown press 'nope'"):
+        model.press_chain("nope")
+    with pytest.raises(PressError, match=">= 1"):
+        model.press_chain("avgpool", ratio=0.5)
