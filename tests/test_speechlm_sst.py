@@ -1,0 +1,61 @@
+"""SST inside the SpeechLM: the chain hands it LLM-space tokens, and the cache keeps only prefix + SSTs."""
+
+import math
+
+import torch
+
+from speechpress.presses.summary_tokens import SummaryTokenPress
+
+from helpers import speech, tiny_model
+
+
+def test_sst_prefill_keeps_prefix_plus_ssts():
+    model = tiny_model()
+    x = speech(20.0)  # 500 tokens at 25/s
+    context = model.prefill(x, "sst", ratio=8)
+    chain = model.press_chain("sst", ratio=8)
+    expected_ssts = chain[0].output_length(500)
+    assert context.llm_audio_tokens == 500
+    assert context.cached_audio_tokens == expected_ssts
+    assert expected_ssts == sum(math.ceil(n / 8) for n in (256, 244))  # two intervals of the default 256 tokens
+    assert context.cache.get_seq_length() == context.prefix_tokens + expected_ssts
+    assert context.next_position == context.prefix_tokens + 500 + expected_ssts  # time-preserving positions
+
+
+def test_avgpool_then_sst_composes_to_x16():
+    model = tiny_model()
+    x = speech(20.0)
+    context = model.prefill(x, "avgpool:2+sst:8")
+    assert context.llm_audio_tokens == 250
+    assert context.cached_audio_tokens == math.ceil(250 / 8)  # one interval
+    assert context.press == "avgpool:2+sst:8"
+
+
+def test_sst_answers_from_the_same_context_twice():
+    model = tiny_model()
+    context = model.prefill(speech(12.0), "sst", ratio=4)
+    a = model.answer(context, "Who?", max_new_tokens=5)
+    b = model.answer(context, "Who?", max_new_tokens=5)
+    assert a.token_ids == b.token_ids
+    assert context.cache.get_seq_length() == context.cached_tokens
+
+
+def test_sst_answer_logits_equal_training_path():
+    """SpeechLM's streaming SST path equals the press's one-forward training path on the answer tokens."""
+    model = tiny_model()
+    x = speech(15.0)
+    press = SummaryTokenPress(ratio=4, dim=model.llm.config.hidden_size, interval_tokens=100)
+    torch.nn.init.normal_(press.embeddings, std=0.5)
+    context = model.prefill(x, press)
+    streamed = model.answer_logits(context, "When?", "Thursday")
+    prefix, suffix = model.prompt_ids("When?")
+    answer = model.tokenizer("Thursday", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        audio = model.project(model.encode(x)).embeddings
+        batch = press.training_inputs(model.embed_ids(prefix), audio, torch.tensor([audio.shape[1]]),
+                                      model.embed_ids(suffix + answer), None)
+        full = model.llm(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
+                         position_ids=batch["position_ids"]).logits[0]
+    idx = torch.nonzero(batch["suffix_mask"][0]).flatten()
+    trained = full[idx][len(suffix) - 1 : len(suffix) - 1 + len(answer)]
+    assert torch.allclose(streamed, trained, atol=1e-4)
