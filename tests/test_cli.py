@@ -99,3 +99,13 @@ def test_init_model_from_yaml_config(tmp_path, capsys):
     assert main(["info", str(wav), "--model", str(tmp_path / "m"), "--json"]) == 0
     # 2 s = 200 mel frames -> 100 encoder frames (stride 2) -> 25 tokens with encoder_pool 4
     assert json.loads(capsys.readouterr().out)["audio_tokens"] == 25
+
+
+def test_press_options_reach_the_press_and_unknown_ones_are_refused(wav, capsys):
+    # 1000 tokens: intervals of 300 -> 300, 300, 300, 100 -> 38 + 38 + 38 + 13 SSTs at alpha 8
+    assert main(["info", str(wav), "--press", "sst", "--ratio", "8", "--press-option", "interval_tokens=300", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens_after_press"] == 127
+    assert main(["info", str(wav), "--press", "avgpool", "--ratio", "8", "--press-option", "interval_tokens=300"]) == 2
+    assert "takes the option(s) interval_tokens" in _err_line(capsys)
+    assert main(["info", str(wav), "--press", "sst", "--press-option", "interval_tokens"]) == 2
+    assert "KEY=VALUE" in _err_line(capsys)

@@ -17,6 +17,37 @@ def add_press_args(p, default: str = "identity") -> None:
     target = g.add_mutually_exclusive_group()
     target.add_argument("--ratio", type=float, help="compression factor k = tokens in / tokens out (e.g. 4)")
     target.add_argument("--tokens-per-second", type=float, help="target audio tokens per second instead of a ratio")
+    g.add_argument(
+        "--press-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a press setting, repeatable, e.g. interval_tokens=128 for sst or seed=3 for random",
+    )
+
+
+def press_options(args) -> dict:
+    """--press-option KEY=VALUE pairs, values read as int, float, true/false or text."""
+    from speechpress.errors import ConfigError
+
+    options = {}
+    for item in getattr(args, "press_option", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--press-option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = _parse_value(value.strip())
+    return options
+
+
+def _parse_value(text: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def add_model_args(p, required: bool = True) -> None:

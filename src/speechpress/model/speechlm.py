@@ -138,11 +138,14 @@ class SpeechLM(nn.Module):
     def _new_press(self, name: str, **kwargs) -> Press:
         return new_press(self.config, name, **kwargs)
 
-    def press_chain(self, spec=None, ratio: float | None = None, tokens_per_second: float | None = None) -> list[Press]:
+    def press_chain(
+        self, spec=None, ratio: float | None = None, tokens_per_second: float | None = None, options: dict | None = None
+    ) -> list[Press]:
         """Resolve a press spec ("avgpool", "avgpool:2+sst:8", a Press, or a list) into a checked chain.
 
         Trained presses stored with the model are used when the name matches; an untrained trainable press
-        gets a warning, because its output is noise until it is trained.
+        gets a warning, because its output is noise until it is trained. ``options`` (e.g.
+        ``{"interval_tokens": 128}``) go to every press of the chain whose constructor takes them.
         """
         if spec is None:
             spec = "identity"
@@ -152,13 +155,17 @@ class SpeechLM(nn.Module):
             chain = list(spec)
         else:
             chain = []
-            for name, r, t in parse_press_spec(str(spec), ratio, tokens_per_second):
+            parsed = parse_press_spec(str(spec), ratio, tokens_per_second)
+            per_press = split_press_options([name for name, _, _ in parsed], options)
+            for (name, r, t), accepted in zip(parsed, per_press):
                 if name in self.presses:
                     press = copy.copy(self.presses[name])  # shares the trained parameters
                     if r is not None or t is not None:
                         press.ratio, press.tokens_per_second = r, t
+                    for key, value in accepted.items():
+                        setattr(press, key, value)
                 else:
-                    press = self._new_press(name, ratio=r, tokens_per_second=t)
+                    press = self._new_press(name, ratio=r, tokens_per_second=t, **accepted)
                     if press.trainable:
                         warnings.warn(f"press {name!r} is trainable but this model holds no trained copy: its output is untrained")
                 chain.append(press.to(self.device))
@@ -380,9 +387,31 @@ def new_press(config: SpeechLMConfig, name: str, **kwargs) -> Press:
     return build_press(name, **kwargs)
 
 
-def chain_from_spec(config: SpeechLMConfig, spec, ratio=None, tokens_per_second=None) -> list[Press]:
+def split_press_options(names: list[str], options: dict | None) -> list[dict]:
+    """For each press name, the subset of ``options`` its constructor takes; an option no press takes is an error."""
+    import inspect
+
+    from speechpress.presses import available_presses
+
+    presses = available_presses()
+    options = options or {}
+    out, used = [], set()
+    for name in names:
+        params = inspect.signature(presses[name].__init__).parameters if name in presses else {}
+        accepted = {k: v for k, v in options.items() if k in params and k not in ("self", "ratio", "tokens_per_second", "dim")}
+        used |= set(accepted)
+        out.append(accepted)
+    unused = sorted(set(options) - used)
+    if unused:
+        raise PressError(f"no press in {'+'.join(names)} takes the option(s) {', '.join(unused)}")
+    return out
+
+
+def chain_from_spec(config: SpeechLMConfig, spec, ratio=None, tokens_per_second=None, options: dict | None = None) -> list[Press]:
     """A checked press chain for a model of this config, with freshly built presses (no trained weights)."""
-    chain = [new_press(config, name, ratio=r, tokens_per_second=t) for name, r, t in parse_press_spec(spec, ratio, tokens_per_second)]
+    parsed = parse_press_spec(spec, ratio, tokens_per_second)
+    per_press = split_press_options([name for name, _, _ in parsed], options)
+    chain = [new_press(config, name, ratio=r, tokens_per_second=t, **opts) for (name, r, t), opts in zip(parsed, per_press)]
     check_chain(chain)
     return chain
 

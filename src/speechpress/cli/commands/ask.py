@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speechpress.cli.common import add_generation_args, add_model_args, add_press_args, emit_json, generation_kwargs, load_model
+from speechpress.cli.common import add_generation_args, add_model_args, add_press_args, emit_json, generation_kwargs, load_model, press_options
 
 
 def register(sub) -> None:
@@ -31,7 +31,7 @@ def run(args) -> int:
 
     gen = generation_kwargs(args)
     model = load_model(args)
-    chain = model.press_chain(args.press, args.ratio, args.tokens_per_second)
+    chain = model.press_chain(args.press, args.ratio, args.tokens_per_second, press_options(args))
     audio = load_audio(args.audio)
     answers = model.ask(audio, args.questions, press=chain, **gen)
     peak = peak_memory_bytes(model.device)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speechpress.cli.common import add_press_args, emit_json
+from speechpress.cli.common import add_press_args, emit_json, press_options
 
 
 def register(sub) -> None:
@@ -39,7 +39,7 @@ def run(args) -> int:
         data = json.loads((resolve_model_dir(args.model) / CONFIG_NAME).read_text())
         data.pop(MARKER_KEY, None)
         config = SpeechLMConfig.from_dict(data, source=args.model)
-    chain = chain_from_spec(config, args.press, args.ratio, args.tokens_per_second)
+    chain = chain_from_spec(config, args.press, args.ratio, args.tokens_per_second, press_options(args))
     info = probe_audio(args.audio)
     samples_16k = round(info.frames * config.sample_rate / info.sample_rate)
     tokens = audio_token_count(samples_16k, config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speechpress.cli.common import add_generation_args, add_model_args, add_press_args, emit_json, generation_kwargs, load_model
+from speechpress.cli.common import add_generation_args, add_model_args, add_press_args, emit_json, generation_kwargs, load_model, press_options
 
 PROMPT = "Transcribe the audio."
 
@@ -36,7 +36,7 @@ def run(args) -> int:
         raise ConfigError(f"--chunk-seconds must be > 0, got {args.chunk_seconds}")
     gen = generation_kwargs(args)
     model = load_model(args)
-    chain = model.press_chain(args.press, args.ratio, args.tokens_per_second)
+    chain = model.press_chain(args.press, args.ratio, args.tokens_per_second, press_options(args))
     audio = load_audio(args.audio)
     step = int(args.chunk_seconds * audio.sample_rate)
     chunks = []
