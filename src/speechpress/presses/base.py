@@ -160,3 +160,17 @@ def segment_mean(embeddings: torch.Tensor, starts: torch.Tensor, ends: torch.Ten
     group_of = torch.repeat_interleave(torch.arange(len(starts), device=embeddings.device), sizes)
     sums = embeddings.new_zeros(len(starts), embeddings.shape[1]).index_add(0, group_of, embeddings[: int(ends[-1])])
     return sums / sizes.to(embeddings.dtype)[:, None]
+
+
+def span_duration(spans: torch.Tensor) -> float:
+    """Seconds a row of spans [n, 2] covers (0 for an empty row): the ``duration_s`` of ``output_length``."""
+    return float(spans[-1, 1] - spans[0, 0]) if spans.shape[0] else 0.0
+
+
+def resolve_heads(dim: int, num_heads: int | None) -> int:
+    """Attention heads of a trainable press: ``dim // 64`` by default (Whisper's and BERT's 64-wide heads), so
+    building a press from the model width alone gives the published head count (1280 -> 20, 768 -> 12)."""
+    heads = max(1, dim // 64) if num_heads is None else int(num_heads)
+    if heads < 1 or dim % heads:
+        raise PressError(f"num_heads must be a positive divisor of the width {dim}, got {num_heads}")
+    return heads

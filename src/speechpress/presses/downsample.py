@@ -1,0 +1,33 @@
+"""Uniform downsampling: keep one frame in every k (Bhati et al.'s "uniform sampling" baseline to pooling).
+
+Integer k (given as a ratio) keeps frames 0, k, 2k, ... exactly like ``x[::k]``; a non-integer k or a
+tokens-per-second target splits the row into ``n_out`` equal groups (sizes differ by at most one) and keeps the
+first frame of each. Each kept frame's span is its whole group's span, so the audio stays fully covered.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from speechpress.presses.base import Press, PressContext, equal_groups, group_spans, span_duration
+from speechpress.presses.registry import register_press
+
+
+@register_press
+class DownsamplePress(Press):
+    name = "downsample"
+    description = "uniform downsampling: keep the first frame of every k (Bhati et al.)"
+    space = "encoder"
+
+    def compress_row(self, embeddings, spans, context: PressContext, index: int):
+        n = embeddings.shape[0]
+        if n == 0:
+            return embeddings, spans
+        n_out = self.output_length(n, span_duration(spans))
+        k = self.ratio
+        if self.tokens_per_second is None and k is not None and float(k).is_integer():
+            starts = torch.arange(0, n, int(k))
+            ends = torch.clamp(starts + int(k), max=n)
+        else:
+            starts, ends = equal_groups(n, n_out)
+        return embeddings[starts.to(embeddings.device)], group_spans(spans, starts, ends)
