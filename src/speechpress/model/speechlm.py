@@ -29,7 +29,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from speechpress.audio import Audio, load_audio
 from speechpress.errors import ModelLoadError, PressError
-from speechpress.features import iter_feature_windows
+from speechpress.features import iter_feature_windows, num_windows
 from speechpress.model.config import SpeechLMConfig
 from speechpress.presses import AudioTokens, Press, PressContext, build_press, check_chain, parse_press_spec
 from speechpress.presses.base import segment_mean
@@ -173,14 +173,19 @@ class SpeechLM(nn.Module):
         return chain
 
     # ------------------------------------------------------------------------------------- audio
-    def encode(self, audio, batch_windows: int = 8) -> AudioTokens:
+    def encode(self, audio, batch_windows: int = 8, progress: bool = False) -> AudioTokens:
         """Encoder frames of the whole recording (batch of one), pooled by ``encoder_pool``, with time spans."""
+        from tqdm import tqdm
+
         samples = audio.samples if isinstance(audio, Audio) else audio
         cfg = self.config
         duration = len(samples) / cfg.sample_rate
         step = 1.0 / cfg.frames_per_second
         embeddings, spans = [], []
+        windows = num_windows(len(samples), cfg.window_seconds, cfg.sample_rate)
+        bar = tqdm(total=windows, desc="encoding", unit="window", leave=False, disable=None if progress and windows > batch_windows else True)
         for batch in iter_feature_windows(samples, cfg.num_mel_bins, cfg.window_seconds, cfg.sample_rate, batch_windows):
+            bar.update(len(batch))
             feats = torch.stack([w.features for w in batch]).to(self.device, self.encoder.conv1.weight.dtype)
             hidden = self.encoder(feats).last_hidden_state
             for window, h in zip(batch, hidden):
@@ -195,6 +200,7 @@ class SpeechLM(nn.Module):
                     win_spans = torch.stack([win_spans[first, 0], win_spans[last - 1, 1]], dim=-1)
                 embeddings.append(frames)
                 spans.append(win_spans)
+        bar.close()
         emb = torch.cat(embeddings)
         return AudioTokens(emb[None], torch.tensor([emb.shape[0]]), torch.cat(spans)[None])
 
@@ -248,7 +254,9 @@ class SpeechLM(nn.Module):
 
     # ------------------------------------------------------------------------------ prefill / answer
     @torch.inference_mode()
-    def prefill(self, audio, press=None, ratio=None, tokens_per_second=None, question: str | None = None) -> AudioContext:
+    def prefill(
+        self, audio, press=None, ratio=None, tokens_per_second=None, question: str | None = None, progress: bool = False
+    ) -> AudioContext:
         """Encode, compress and prefill the audio once. ``question`` is read only by query-aware presses."""
         audio = self.as_audio(audio)
         chain = self.press_chain(press, ratio, tokens_per_second)
@@ -257,7 +265,7 @@ class SpeechLM(nn.Module):
             names = ", ".join(p.name for p in chain if p.query_aware)
             raise PressError(f"press {names} reads the question: prefill with question=...")
         start = time.perf_counter()
-        tokens = self.encode(audio)
+        tokens = self.encode(audio, progress=progress)
         encoder_tokens = int(tokens.lengths[0])
         query = self.embed_ids(self.tokenizer(question, add_special_tokens=False)["input_ids"]) if query_aware else None
         tokens, kv_press = self.compress(tokens, chain, query)
@@ -344,14 +352,16 @@ class SpeechLM(nn.Module):
             decode_seconds=time.perf_counter() - start,
         )
 
-    def ask(self, audio, questions: list[str] | str, press=None, ratio=None, tokens_per_second=None, **generation) -> list[Answer]:
+    def ask(
+        self, audio, questions: list[str] | str, press=None, ratio=None, tokens_per_second=None, progress: bool = False, **generation
+    ) -> list[Answer]:
         """Compress once, ask many: one prefill serves every question, unless a press reads the question."""
         questions = [questions] if isinstance(questions, str) else list(questions)
         audio = self.as_audio(audio)
         chain = self.press_chain(press, ratio, tokens_per_second)
         if any(p.query_aware for p in chain):
-            return [self.answer(self.prefill(audio, chain, question=q), q, **generation) for q in questions]
-        context = self.prefill(audio, chain)
+            return [self.answer(self.prefill(audio, chain, question=q, progress=progress), q, **generation) for q in questions]
+        context = self.prefill(audio, chain, progress=progress)
         return [self.answer(context, q, **generation) for q in questions]
 
     @torch.inference_mode()

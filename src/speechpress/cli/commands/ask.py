@@ -33,7 +33,7 @@ def run(args) -> int:
     model = load_model(args)
     chain = model.press_chain(args.press, args.ratio, args.tokens_per_second, press_options(args))
     audio = load_audio(args.audio)
-    answers = model.ask(audio, args.questions, press=chain, **gen)
+    answers = model.ask(audio, args.questions, press=chain, progress=True, **gen)
     peak = peak_memory_bytes(model.device)
     if args.json:
         emit_json({"audio": args.audio, "peak_memory_bytes": peak, "answers": [a.to_dict() for a in answers]})
