@@ -156,7 +156,8 @@ def main(argv=None) -> None:
                 flush=True,
             )
         full, sst = pair["full"], pair["sst"]
-        line = f"        KV full/SST = {full['kv_bytes'] / sst['kv_bytes']:.2f}x"
+        audio_kv = (full["kept"] - args.prefix) / (sst["kept"] - args.prefix)
+        line = f"        KV full/SST = {full['kv_bytes'] / sst['kv_bytes']:.2f}x (audio part alone {audio_kv:.2f}x)"
         if not full.get("skipped"):
             line += (
                 f", peak full/SST = {full['peak_rss'] / sst['peak_rss']:.2f}x, "
