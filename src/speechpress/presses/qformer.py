@@ -89,7 +89,7 @@ class WindowQFormerPress(Press):
         queries = self.queries.to(embeddings.dtype)[None].expand(count, -1, -1)
         out = self.layers(queries, frames, tgt_key_padding_mask=query_pad, memory_key_padding_mask=frame_pad)
         out = out[~query_pad]
-        spans_out = torch.repeat_interleave(group_spans(spans, starts, ends), per_window, dim=0)
+        spans_out = torch.repeat_interleave(group_spans(spans, starts, ends), per_window.to(spans.device), dim=0)
         return out, spans_out
 
     def extra_repr(self) -> str:

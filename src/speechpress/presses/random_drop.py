@@ -40,7 +40,7 @@ class RandomDropPress(Press):
         n_out = self.output_length(n, span_duration(spans))
         gen = row_generator(self.seed, context)
         keep = torch.randperm(n, generator=gen, device=gen.device)[:n_out].sort().values.cpu()
-        return embeddings[keep.to(embeddings.device)], spans[keep]
+        return embeddings[keep.to(embeddings.device)], spans[keep.to(spans.device)]
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, seed={self.seed}"

@@ -114,7 +114,7 @@ class SpeechPrunePress(Press):
         if self.phase2 and keep.numel() > n_out:
             scores = self.attention_received(embeddings[keep], *layer)
             keep = keep[top_in_order(scores, n_out)]
-        return embeddings[keep], spans[keep.cpu()]
+        return embeddings[keep], spans[keep.to(spans.device)]
 
     def token_scores(self, embeddings: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Mean cosine similarity of each audio token to the question's tokens: [n]."""
