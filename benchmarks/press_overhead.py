@@ -3,7 +3,7 @@
 For every registered press at one ratio: the time the press itself adds (compress() with the press minus
 compress() with identity, both including the projector), as a fraction of the identity press's whole prefill;
 the whole prefill time as a ratio to identity's; and, for trainable presses, parameters and FLOPs of one forward
-(torch.utils.flop_counter.FlopCounterMode). Each timing is the median of --repeats runs.
+(speechpress.presses.cost.press_cost, FlopCounterMode). Each timing is the median of --repeats runs.
 
     python benchmarks/press_overhead.py [--minutes 10] [--ratio 4] [--repeats 3]
 """
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from speechpress.data.tts import Voice, speak
 from speechpress.model.config import TINY
 from speechpress.model.speechlm import SpeechLM
 from speechpress.presses import available_presses
+from speechpress.presses.cost import press_cost
 
 QUESTION = "When does the committee meet again?"
 
@@ -90,10 +90,7 @@ def main() -> None:
         if cls.trainable:
             row["parameters"] = sum(p.numel() for p in press.parameters())
             if cls.space != "kv":
-                counter = FlopCounterMode(display=False)
-                with counter, torch.inference_mode():
-                    model.compress(tokens, chain, query)
-                row["gflops_per_forward"] = counter.get_total_flops() / 1e9
+                row["gflops_per_forward"] = press_cost(press, int(tokens.lengths[0])).flops / 1e9
         rows.append(row)
     print(f"{args.minutes:g} min of speech, {int(tokens.lengths[0])} tokens, ratio {args.ratio:g}; identity prefill {base_prefill:.2f} s")
     print(f"{'press':<12} {'tokens out':>10} {'press adds':>11} {'prefill vs id':>14} {'params':>9} {'GFLOPs':>8}")
