@@ -1,0 +1,413 @@
+"""Task metrics: each takes a list of predictions and a list of references and returns a dict with ``score``.
+
+Scales follow the convention of the tool each metric comes from, so numbers can be set beside published ones:
+WER and CER are fractions (0.25 = one error in four reference words; lower is better), BLEU is sacrebleu's
+0-100, ROUGE-L F1, multiple-choice and numeric accuracy are fractions in [0, 1]. Corpus-level metrics (WER,
+CER, BLEU) pool counts over all rows; ROUGE-L is the mean of per-row F1 (as rouge-score does).
+
+``METRICS`` maps a name to ``fn(predictions, references, **kw) -> dict``; :func:`aggregate` runs them per task
+and pools them overall. Metric definitions for long-form tasks follow LongSpeech (research notes,
+speechxl-and-benchmarks section 3.4): WER for ASR, case-insensitive BLEU-4 for translation, ROUGE F1 for
+summaries, numeric accuracy with a parsability rate for counting tasks, accuracy for multiple choice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from speechpress.errors import ConfigError, DataError
+from speechpress.evaluate.normalize import get_normalizer, normalize_basic, words_to_numbers
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _check_pairs(predictions: Sequence, references: Sequence, name: str) -> None:
+    if len(predictions) != len(references):
+        raise DataError(f"{name}: {len(predictions)} predictions but {len(references)} references")
+    if len(predictions) == 0:
+        raise DataError(f"{name}: no rows to score")
+
+
+# ----------------------------------------------------------------------------------------------- WER / CER
+
+
+def _edit_counts(pred_units: list[list[str]], ref_units: list[list[str]]) -> dict:
+    """Pooled substitutions/deletions/insertions/hits via jiwer; rows with an empty reference add insertions."""
+    import jiwer
+
+    counts = dict(substitutions=0, deletions=0, insertions=0, hits=0, reference_units=0)
+    keep_p, keep_r = [], []
+    for p, r in zip(pred_units, ref_units):
+        if r:
+            # jiwer splits on whitespace; units never contain spaces (CER joins characters with spaces).
+            keep_p.append(" ".join(p))
+            keep_r.append(" ".join(r))
+        else:
+            counts["insertions"] += len(p)
+    if keep_r:
+        out = jiwer.process_words(keep_r, keep_p)
+        counts["substitutions"] += out.substitutions
+        counts["deletions"] += out.deletions
+        counts["insertions"] += out.insertions
+        counts["hits"] += out.hits
+    counts["reference_units"] = sum(len(r) for r in ref_units)
+    return counts
+
+
+def _error_rate(counts: dict) -> float:
+    errors = counts["substitutions"] + counts["deletions"] + counts["insertions"]
+    if counts["reference_units"] == 0:
+        return 0.0 if errors == 0 else float("inf")
+    return errors / counts["reference_units"]
+
+
+def wer(predictions: Sequence[str], references: Sequence[str], normalizer: str | None = "english", **_) -> dict:
+    """Corpus word error rate (S + D + I) / N after normalizing both sides (default: the English normalizer)."""
+    _check_pairs(predictions, references, "wer")
+    norm = get_normalizer(normalizer)
+    counts = _edit_counts([norm(p).split() for p in predictions], [norm(r).split() for r in references])
+    return dict(score=_error_rate(counts), wer=_error_rate(counts), n=len(references), normalizer=normalizer, **counts)
+
+
+def cer(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    normalizer: str | None = "basic",
+    remove_spaces: bool = False,
+    **_,
+) -> dict:
+    """Corpus character error rate; ``remove_spaces=True`` for unsegmented scripts (zh/ja), as CJK ASR scores do."""
+    _check_pairs(predictions, references, "cer")
+    norm = get_normalizer(normalizer)
+
+    def chars(text: str) -> list[str]:
+        text = norm(text)
+        if remove_spaces:
+            return [c for c in text if not c.isspace()]
+        return ["\u2581" if c == " " else c for c in text]  # a visible space unit, so jiwer does not split it away
+
+    counts = _edit_counts([chars(p) for p in predictions], [chars(r) for r in references])
+    return dict(score=_error_rate(counts), cer=_error_rate(counts), n=len(references), normalizer=normalizer, **counts)
+
+
+# ------------------------------------------------------------------------------------------ multiple choice
+
+_EXPLICIT = re.compile(
+    r"\b(?:answer|option|choice)\s*(?:is|would be|:|=)?\s*[:\-]?\s*(?:option\s*)?[\(\[]?([a-z])[\)\]]?(?![a-z0-9])",
+    re.IGNORECASE,
+)
+_WHOLE_LETTER = re.compile(r"^[\(\[]?([a-z])[\)\]]?[.:)]?$", re.IGNORECASE)
+_LEADING_LETTER = re.compile(r"^[\(\[]([A-Za-z])[\)\]]\s|^([A-Z])[.:)]\s")
+_HEDGE = re.compile(r"(?<![A-Za-z])[\(\[]?[A-Z][\)\]]?\s+or\s+[\(\[]?[A-Z][\)\]]?(?![A-Za-z])")
+_PAREN_LETTER = re.compile(r"[\(\[]([A-Z])[\)\]]")
+
+
+def _explicit_letters(text: str) -> list[str]:
+    """Letters after "answer/option/choice"; a lowercase one only when nothing follows it but punctuation, so
+    "the answer is a dog" reads as text, not as option A."""
+    out = []
+    for m in _EXPLICIT.finditer(text):
+        letter = m.group(1)
+        rest = text[m.end() :].lstrip(" )]")
+        if letter.isupper() or not rest or rest[0] in ".,;:!?":
+            out.append(letter)
+    return out
+
+
+def _letter_index(letter: str, n_choices: int) -> int | None:
+    i = LETTERS.find(letter.upper())
+    return i if 0 <= i < n_choices else None
+
+
+def _text_key(text: str) -> str:
+    return normalize_basic(text)
+
+
+def parse_choice(response: str, choices: Sequence[str]) -> int | None:
+    """Index of the option a free-form ``response`` picks, or None when it picks none or several.
+
+    Tried in order, the first rule that finds something decides:
+    1. the whole response is a letter: ``B``, ``(B)``, ``B.``, ``b)``;
+    2. an explicit phrase: ``The answer is B``, ``answer: b``, ``Option (C)`` (several different letters, or a
+       hedge such as ``A or B``, -> None);
+    3. a leading label: ``B. Paris``, ``(B) Paris``, ``B) Paris``;
+    4. exactly one parenthesised capital ``(B)`` anywhere;
+    5. the text of exactly one option, whole words, case and punctuation ignored (an option found only inside a
+       longer option that was also found does not count: "dark red" beats "red").
+    A letter beyond the number of options is ignored. A letter wins over option text when both are present.
+    """
+    text = " ".join((response or "").split())
+    n = len(choices)
+    if not text or n == 0:
+        return None
+    m = _WHOLE_LETTER.match(text)
+    if m:
+        return _letter_index(m.group(1), n)
+    if _HEDGE.search(text):
+        return None
+    found = {_letter_index(x, n) for x in _explicit_letters(text)} - {None}
+    if len(found) == 1:
+        return found.pop()
+    if len(found) > 1:
+        return None
+    m = _LEADING_LETTER.match(text)
+    if m:
+        idx = _letter_index(m.group(1) or m.group(2), n)
+        if idx is not None:
+            return idx
+    found = {_letter_index(x, n) for x in _PAREN_LETTER.findall(text)} - {None}
+    if len(found) == 1:
+        return found.pop()
+    if len(found) > 1:
+        return None
+    return _match_option_text(text, choices)
+
+
+def _match_option_text(text: str, choices: Sequence[str]) -> int | None:
+    hay = f" {_text_key(text)} "
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for i, choice in enumerate(choices):
+        key = _text_key(choice)
+        if not key:
+            continue
+        needle = f" {key} "
+        start = hay.find(needle)
+        while start != -1:
+            spans.setdefault(i, []).append((start, start + len(needle)))
+            start = hay.find(needle, start + 1)
+    # Drop an option whose every occurrence lies inside an occurrence of a longer found option.
+    kept = [
+        i
+        for i, occ in spans.items()
+        if not all(
+            any(j != i and s2 <= s and e <= e2 and (e2 - s2) > (e - s) for j, o2 in spans.items() for s2, e2 in o2)
+            for s, e in occ
+        )
+    ]
+    return kept[0] if len(kept) == 1 else None
+
+
+def _reference_index(ref, choices: Sequence[str]) -> int:
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        if 0 <= ref < len(choices):
+            return ref
+    elif isinstance(ref, str):
+        stripped = ref.strip()
+        if len(stripped) == 1 and _letter_index(stripped, len(choices)) is not None:
+            return _letter_index(stripped, len(choices))
+        keys = [_text_key(c) for c in choices]
+        if _text_key(stripped) in keys and keys.count(_text_key(stripped)) == 1:
+            return keys.index(_text_key(stripped))
+    raise DataError(f"reference {ref!r} is not a letter, index or option text of {list(choices)!r}")
+
+
+def mc_accuracy(
+    predictions: Sequence[str], references: Sequence, choices: Sequence[Sequence[str]] | None = None, **_
+) -> dict:
+    """Multiple-choice accuracy; unparseable or ambiguous answers count as wrong and are reported as unparsed."""
+    _check_pairs(predictions, references, "mc_accuracy")
+    if choices is None or len(choices) != len(predictions):
+        raise DataError("mc_accuracy needs choices=[options per row], one list per prediction")
+    correct = unparsed = 0
+    for pred, ref, opts in zip(predictions, references, choices):
+        want = _reference_index(ref, opts)
+        got = parse_choice(pred, opts)
+        if got is None:
+            unparsed += 1
+        elif got == want:
+            correct += 1
+    n = len(predictions)
+    return dict(score=correct / n, accuracy=correct / n, correct=correct, unparsed=unparsed, unparsed_rate=unparsed / n, n=n)
+
+
+# --------------------------------------------------------------------------------------------------- BLEU
+
+
+def bleu(
+    predictions: Sequence[str],
+    references: Sequence[str] | Sequence[Sequence[str]],
+    lowercase: bool = True,
+    tokenize: str = "13a",
+    **_,
+) -> dict:
+    """sacrebleu corpus BLEU-4 (0-100) with its signature; case-insensitive by default, as LongSpeech scores
+    translation. ``references`` is one string per row, or a list of alternative references per row."""
+    import sacrebleu
+
+    _check_pairs(predictions, references, "bleu")
+    rows = [[r] if isinstance(r, str) else list(r) for r in references]
+    width = len(rows[0])
+    if any(len(r) != width for r in rows):
+        raise DataError("bleu: every row needs the same number of alternative references")
+    # sacrebleu wants one stream per reference position.
+    streams = [[r[k] for r in rows] for k in range(width)]
+    metric = sacrebleu.BLEU(lowercase=lowercase, tokenize=tokenize)
+    result = metric.corpus_score(list(predictions), streams)
+    return dict(
+        score=float(result.score),
+        bleu=float(result.score),
+        precisions=[float(p) for p in result.precisions],
+        brevity_penalty=float(result.bp),
+        signature=str(metric.get_signature()),
+        n=len(predictions),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ ROUGE
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token lists (O(len(a) * len(b)) time, O(len(b)) memory)."""
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def _f1(overlap: int, n_pred: int, n_ref: int) -> float:
+    if n_pred == 0 and n_ref == 0:
+        return 1.0
+    if overlap == 0:
+        return 0.0
+    p, r = overlap / n_pred, overlap / n_ref
+    return 2 * p * r / (p + r)
+
+
+def _ngram_overlap(pred: list[str], ref: list[str], n: int) -> tuple[int, int, int]:
+    from collections import Counter
+
+    cp = Counter(tuple(pred[i : i + n]) for i in range(len(pred) - n + 1))
+    cr = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
+    return sum((cp & cr).values()), sum(cp.values()), sum(cr.values())
+
+
+def rouge(predictions: Sequence[str], references: Sequence[str], normalizer: str | None = "english", **_) -> dict:
+    """ROUGE-L F1 (LCS over normalized words), with ROUGE-1/2 F1 beside it; means over rows, in [0, 1].
+    Both sides empty scores 1, one side empty 0. No stemming (rouge-score's default is also no stemmer)."""
+    _check_pairs(predictions, references, "rouge_l")
+    norm = get_normalizer(normalizer)
+    r1 = r2 = rl = 0.0
+    for pred, ref in zip(predictions, references):
+        p, r = norm(pred).split(), norm(ref).split()
+        rl += _f1(lcs_length(p, r), len(p), len(r))
+        r1 += _f1(*_ngram_overlap(p, r, 1))
+        r2 += _f1(*_ngram_overlap(p, r, 2))
+    n = len(predictions)
+    return dict(score=rl / n, rouge_l=rl / n, rouge1=r1 / n, rouge2=r2 / n, n=n)
+
+
+# ---------------------------------------------------------------------------------------- numeric accuracy
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def parse_number(text) -> float | None:
+    """The first number in ``text``, written in digits (``3``, ``-2``, ``1,000``, ``2.5``) or cardinal words
+    (``three``, ``twenty-one``, ``one hundred and five``); None when there is none."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    s = (text or "").lower()
+    s = re.sub(r"(?<=\d),(?=\d{3}\b)", "", s)
+    s = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", s)  # twenty-one -> twenty one
+    # Words and numbers as separate tokens; punctuation split off except a sign or a decimal point.
+    tokens = re.findall(r"-?\d+(?:\.\d+)?|[a-z]+", s)
+    for tok in words_to_numbers(tokens):
+        if _NUMBER.fullmatch(tok):
+            return float(tok)
+    return None
+
+
+def numeric_accuracy(predictions: Sequence[str], references: Sequence, tolerance: float = 0.0, **_) -> dict:
+    """LongSpeech's counting-task scores: numeric accuracy N.A = correct / all, parsability rate P.R (a number
+    was found), post-parsing precision Pr = N.A / P.R, misunderstanding rate M.R = 1 - P.R (all fractions)."""
+    _check_pairs(predictions, references, "numeric_accuracy")
+    correct = parsed = 0
+    for pred, ref in zip(predictions, references):
+        want = parse_number(ref)
+        if want is None:
+            raise DataError(f"numeric reference {ref!r} holds no number")
+        got = parse_number(pred)
+        if got is None:
+            continue
+        parsed += 1
+        if abs(got - want) <= tolerance:
+            correct += 1
+    n = len(predictions)
+    acc, rate = correct / n, parsed / n
+    return dict(
+        score=acc,
+        accuracy=acc,
+        parsability_rate=rate,
+        post_parse_precision=(correct / parsed) if parsed else 0.0,
+        misunderstanding_rate=1.0 - rate,
+        correct=correct,
+        unparsed=n - parsed,
+        n=n,
+    )
+
+
+# ------------------------------------------------------------------------------------ registry, aggregation
+
+METRICS: dict[str, Callable[..., dict]] = {
+    "wer": wer,
+    "cer": cer,
+    "mc_accuracy": mc_accuracy,
+    "bleu": bleu,
+    "rouge_l": rouge,
+    "numeric_accuracy": numeric_accuracy,
+}
+
+# Whether a higher score is better: reports and plots need it to draw "better" the same way for every metric.
+HIGHER_IS_BETTER = {"wer": False, "cer": False, "mc_accuracy": True, "bleu": True, "rouge_l": True, "numeric_accuracy": True}
+
+
+def get_metric(name: str) -> Callable[..., dict]:
+    if name not in METRICS:
+        raise ConfigError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
+    return METRICS[name]
+
+
+def aggregate(rows: Sequence[dict], task_metrics: dict[str, str | Sequence[str]]) -> dict:
+    """Score rows of ``{"task", "prediction", "reference", ["choices"]}`` with each task's metric(s).
+
+    Returns ``{"per_task": {task: {metric: result}}, "overall": {metric: {"pooled": result over every row of
+    every task using that metric, "macro": mean of the per-task scores, "tasks": [...]}}}``. Pooled and macro
+    differ when tasks have different sizes; both are reported so neither hides a small task.
+    """
+    by_task: dict[str, list[dict]] = {}
+    for i, row in enumerate(rows):
+        for key in ("task", "prediction", "reference"):
+            if key not in row:
+                raise DataError(f"row {i} has no {key!r}")
+        if row["task"] not in task_metrics:
+            raise ConfigError(f"row {i}: task {row['task']!r} has no metric; known tasks: {', '.join(sorted(task_metrics))}")
+        by_task.setdefault(row["task"], []).append(row)
+
+    def score(metric: str, task_rows: list[dict]) -> dict:
+        kw = {}
+        if any("choices" in r for r in task_rows):
+            kw["choices"] = [r.get("choices") for r in task_rows]
+        return get_metric(metric)([r["prediction"] for r in task_rows], [r["reference"] for r in task_rows], **kw)
+
+    per_task: dict[str, dict] = {}
+    metric_tasks: dict[str, list[str]] = {}
+    for task, task_rows in by_task.items():
+        names = [task_metrics[task]] if isinstance(task_metrics[task], str) else list(task_metrics[task])
+        per_task[task] = {m: score(m, task_rows) for m in names}
+        for m in names:
+            metric_tasks.setdefault(m, []).append(task)
+    overall = {}
+    for m, tasks in metric_tasks.items():
+        pooled_rows = [r for t in tasks for r in by_task[t]]
+        overall[m] = dict(
+            pooled=score(m, pooled_rows),
+            macro=sum(per_task[t][m]["score"] for t in tasks) / len(tasks),
+            tasks=sorted(tasks),
+        )
+    return dict(per_task=per_task, overall=overall)
