@@ -405,6 +405,7 @@ def synthesize(out: str | os.PathLike, seed: int, split: str = "train", duration
                 rec = build_recording(seed, split, index, duration, flac, executor, bar)
                 rec["audio"] = flac.name
                 atomic_write_json(side, rec)
+                rec = json.loads(side.read_text(encoding="utf-8"))  # key order as stored, so reruns match
             else:
                 reused += 1
                 bar.update(duration)
