@@ -130,7 +130,7 @@ def test_answers_agree_with_the_timeline(corpus):
             s = speakers[row["metadata"]["target_speaker"]]
             assert picked == rate_class(s["rate"])
         elif task == "sir":
-            assert _answer_words(picked) .split()[-1] in row["metadata"]["needle"]["text"]
+            assert _answer_words(picked).split()[-1] in row["metadata"]["needle"]["text"]
         elif task == "asr_short":
             u = row["metadata"]["utterances"][0]
             assert (row["offset"], row["answer"]) == (u["start"], u["text"])
