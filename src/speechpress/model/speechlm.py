@@ -32,7 +32,7 @@ from speechpress.errors import ModelLoadError, PressError
 from speechpress.features import iter_feature_windows, num_windows
 from speechpress.model.config import SpeechLMConfig
 from speechpress.presses import AudioTokens, Press, PressContext, build_press, check_chain, parse_press_spec
-from speechpress.presses.base import segment_mean
+from speechpress.presses.base import group_spans, segment_mean
 
 
 @dataclass
@@ -197,7 +197,7 @@ class SpeechLM(nn.Module):
                     first = torch.arange(0, n, cfg.encoder_pool)
                     last = torch.clamp(first + cfg.encoder_pool, max=n)
                     frames = segment_mean(frames, first, last)
-                    win_spans = torch.stack([win_spans[first, 0], win_spans[last - 1, 1]], dim=-1)
+                    win_spans = group_spans(win_spans, first, last)
                 embeddings.append(frames)
                 spans.append(win_spans)
         bar.close()

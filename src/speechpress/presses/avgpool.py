@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from speechpress.presses.base import Press, PressContext, equal_groups, group_spans, segment_mean
+from speechpress.presses.base import Press, PressContext, equal_groups, group_spans, segment_mean, span_duration
 from speechpress.presses.registry import register_press
 
 
@@ -15,7 +15,7 @@ class AvgPoolPress(Press):
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
         n = embeddings.shape[0]
-        n_out = self.output_length(n, float(spans[-1, 1] - spans[0, 0]) if n else 0.0)
+        n_out = self.output_length(n, span_duration(spans))
         k = self.ratio
         if self.tokens_per_second is None and k is not None and float(k).is_integer():
             # Integer k: a plain kernel-k, stride-k pool; the last group may be shorter.

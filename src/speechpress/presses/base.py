@@ -65,10 +65,8 @@ class AudioTokens:
         if not rows:
             raise PressError("an AudioTokens batch needs at least one row")
         dim = rows[0][0].shape[-1]
-        ref = rows[0][0]
         longest = max(r[0].shape[0] for r in rows)
-        emb = ref.new_zeros(len(rows), longest, dim)
-        spans = torch.zeros(len(rows), longest, 2, dtype=torch.float64, device=ref.device)
+        spans = torch.zeros(len(rows), longest, 2, dtype=torch.float64, device=rows[0][0].device)
         lengths = torch.zeros(len(rows), dtype=torch.long)
         # Build with torch.stack over padded rows so autograd flows into trainable presses.
         padded = []
@@ -79,15 +77,6 @@ class AudioTokens:
             spans[b, :n] = s.to(torch.float64)
         emb = torch.stack(padded, dim=0)
         return cls(embeddings=emb, lengths=lengths, spans=spans)
-
-    def durations(self) -> torch.Tensor:
-        """[B] seconds of audio each row covers (first span start to last span end)."""
-        out = torch.zeros(self.batch_size, dtype=torch.float64)
-        for b in range(self.batch_size):
-            n = int(self.lengths[b])
-            if n:
-                out[b] = self.spans[b, n - 1, 1] - self.spans[b, 0, 0]
-        return out
 
 
 @dataclass
