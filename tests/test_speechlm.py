@@ -95,7 +95,7 @@ def test_model_dir_that_is_not_a_model(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text('{"model_type": "qwen2"}')
-    with pytest.raises(ModelLoadError, match="not a speechpress model config"):
+    with pytest.raises(ModelLoadError, match="neither a speechpress model nor a supported transformers checkpoint"):
         SpeechLM.from_pretrained(bad)
 
 

@@ -51,7 +51,13 @@ def _parse_value(text: str):
 
 
 def add_model_args(p, required: bool = True) -> None:
-    p.add_argument("--model", required=required, help="model directory (from `speechpress init-model` or training) or hub id")
+    p.add_argument(
+        "--model",
+        required=required,
+        help="model directory (from `speechpress init-model` or training), a Qwen2-Audio or Qwen2.5-Omni checkpoint "
+        "directory, or a hub id of either (e.g. Qwen/Qwen2-Audio-7B-Instruct; needs a network the first time)",
+    )
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="weights dtype (default: the checkpoint's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
 
 
@@ -83,7 +89,7 @@ def generation_kwargs(args) -> dict:
 def load_model(args):
     from speechpress.model.speechlm import SpeechLM, default_device
 
-    return SpeechLM.from_pretrained(args.model, device=args.device or default_device())
+    return SpeechLM.from_pretrained(args.model, device=args.device or default_device(), dtype=getattr(args, "dtype", "auto"))
 
 
 def emit_json(obj) -> None:

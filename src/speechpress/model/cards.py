@@ -49,6 +49,8 @@ QWEN2_AUDIO_7B = SpeechLMConfig(
     ),
     projector="linear",  # [RN 2.1] Qwen2AudioMultiModalProjector = one Linear(1280 -> 4096)
     encoder_pool=2,  # [RN 2.1] AvgPool1d(2, 2) after the encoder: 50 -> 25 tokens/s
+    encoder_pool_tail="drop",  # [TF] AvgPool1d drops an odd last frame (processor: ((m-1)//2+1-2)//2+1 tokens)
+    backend="qwen2_audio",
 )
 
 QWEN2_5_OMNI_7B = SpeechLMConfig(
@@ -74,6 +76,8 @@ QWEN2_5_OMNI_7B = SpeechLMConfig(
     ),
     projector="linear",  # the encoder's own proj Linear(1280 -> 3584) [TF]
     encoder_pool=2,
+    encoder_pool_tail="drop",
+    backend="qwen2_5_omni",
 )
 
 QWEN2_5_OMNI_3B = SpeechLMConfig(
@@ -95,6 +99,8 @@ QWEN2_5_OMNI_3B = SpeechLMConfig(
     ),
     projector="linear",
     encoder_pool=2,
+    encoder_pool_tail="drop",
+    backend="qwen2_5_omni",
 )
 
 FASTSLM_QWEN3_4B = SpeechLMConfig(

@@ -11,6 +11,9 @@ from pathlib import Path
 from speechpress.errors import ConfigError
 
 
+BACKEND_NAMES = ("speechpress", "qwen2_audio", "qwen2_5_omni")
+
+
 @dataclass
 class SpeechLMConfig:
     # transformers WhisperConfig kwargs for the encoder (d_model, encoder_layers, encoder_attention_heads,
@@ -18,11 +21,18 @@ class SpeechLMConfig:
     encoder: dict = field(default_factory=dict)
     # transformers config kwargs of the causal LM, with "model_type" (e.g. "qwen2", "qwen3").
     llm: dict = field(default_factory=dict)
-    # "linear" (Qwen2-Audio) or "mlp" (two layers with GELU).
+    # "linear" (Qwen2-Audio) or "mlp" (two layers with GELU); "none" when the encoder already projects to the
+    # LLM width (the Qwen2.5-Omni audio tower ends in its own Linear).
     projector: str = "linear"
     # Fixed average pooling of encoder frames inside the model, before any press
     # (Qwen2-Audio: 2, i.e. 50 -> 25 tokens/s). Presses then compress further.
     encoder_pool: int = 2
+    # What pooling does with a window's last incomplete group of frames: "keep" averages it alone (speechpress
+    # models), "drop" discards it (torch AvgPool1d, as in Qwen2-Audio and Qwen2.5-Omni). Token counts follow it.
+    encoder_pool_tail: str = "keep"
+    # Who built the weights: "speechpress" (this package's own SpeechLM) or a transformers backend
+    # ("qwen2_audio", "qwen2_5_omni"); see speechpress.model.backends.
+    backend: str = "speechpress"
     window_seconds: float = 30.0
     sample_rate: int = 16000
     hop_length: int = 160
@@ -30,13 +40,19 @@ class SpeechLMConfig:
     audio_bos: str = "<|audio_bos|>"
     audio_token: str = "<|AUDIO|>"
     audio_eos: str = "<|audio_eos|>"
-    system_prompt: str = "You are a helpful assistant that listens to recordings."
+    # None leaves the system turn to the chat template (Qwen2-Audio's adds its own default).
+    system_prompt: str | None = "You are a helpful assistant that listens to recordings."
     # Trained presses stored with the model: name -> constructor kwargs (ratio / tokens_per_second / sizes).
     presses: dict = field(default_factory=dict)
 
     @property
     def num_mel_bins(self) -> int:
         return int(self.encoder.get("num_mel_bins", 80))
+
+    @property
+    def encoder_output_dim(self) -> int:
+        """Width of the tokens the encoder hands to encoder-space presses (``output_dim`` when it projects itself)."""
+        return int(self.encoder.get("output_dim", self.encoder["d_model"]))
 
     @property
     def frames_per_second(self) -> float:
@@ -64,8 +80,12 @@ class SpeechLMConfig:
     def validate(self, source: str = "config") -> None:
         if "model_type" not in self.llm:
             raise ConfigError(f"{source}: llm needs a model_type (e.g. 'qwen2')")
-        if self.projector not in ("linear", "mlp"):
-            raise ConfigError(f"{source}: projector must be 'linear' or 'mlp', got {self.projector!r}")
+        if self.projector not in ("linear", "mlp", "none"):
+            raise ConfigError(f"{source}: projector must be 'linear', 'mlp' or 'none', got {self.projector!r}")
+        if self.encoder_pool_tail not in ("keep", "drop"):
+            raise ConfigError(f"{source}: encoder_pool_tail must be 'keep' or 'drop', got {self.encoder_pool_tail!r}")
+        if self.backend not in BACKEND_NAMES:
+            raise ConfigError(f"{source}: backend must be one of {', '.join(BACKEND_NAMES)}, got {self.backend!r}")
         if not isinstance(self.encoder_pool, int) or self.encoder_pool < 1:
             raise ConfigError(f"{source}: encoder_pool must be a positive integer")
 

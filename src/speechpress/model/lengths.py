@@ -1,7 +1,9 @@
 """How many audio tokens a recording becomes, computed in one place.
 
 The encoder sees 30 s windows; window w holding s samples gives ceil(s / hop) mel frames, (m - 1) // 2 + 1
-encoder frames (Whisper's stride-2 conv), and ceil(frames / encoder_pool) pooled tokens. Presses then map
+encoder frames (Whisper's stride-2 conv), and ceil(frames / encoder_pool) pooled tokens, or floor(...) when the
+model's pooling drops an incomplete last group (``encoder_pool_tail="drop"``: Qwen2-Audio, Qwen2.5-Omni, whose
+processors count ``((m - 1) // 2 + 1 - 2) // 2 + 1``, the same number). Presses then map
 counts through ``Press.output_length``. `SpeechLM.encode` is tested to produce exactly these counts.
 """
 
@@ -17,10 +19,21 @@ def window_token_counts(num_samples: int, config: SpeechLMConfig) -> list[int]:
     counts = []
     for start in range(0, max(num_samples, 1), per_window):
         samples = min(per_window, num_samples - start)
-        mel = math.ceil(samples / config.hop_length)
-        frames = (mel - 1) // 2 + 1
-        counts.append(math.ceil(frames / config.encoder_pool))
+        counts.append(tokens_for_mel_frames(math.ceil(samples / config.hop_length), config))
     return counts
+
+
+def encoder_frames_for_mel_frames(mel_frames: int) -> int:
+    """Frames out of Whisper's stride-2 convolution."""
+    return (mel_frames - 1) // 2 + 1
+
+
+def tokens_for_mel_frames(mel_frames: int, config: SpeechLMConfig) -> int:
+    """Tokens one window with ``mel_frames`` valid mel frames hands to the press chain (may be 0 in "drop" mode)."""
+    frames = encoder_frames_for_mel_frames(mel_frames)
+    if config.encoder_pool_tail == "drop":
+        return frames // config.encoder_pool
+    return math.ceil(frames / config.encoder_pool)
 
 
 def audio_token_count(num_samples: int, config: SpeechLMConfig) -> int:

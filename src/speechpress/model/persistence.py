@@ -26,19 +26,27 @@ MARKER_KEY = "speechpress_version"
 def save_model(model, directory: str | os.PathLike) -> None:
     from speechpress import __version__
 
-    target = Path(directory)
-    if target.exists() and not target.is_dir():
-        raise ModelLoadError(f"{target}: exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG_NAME).exists():
-        raise ModelLoadError(f"{target}: directory is not empty and holds no speechpress model; refusing to write into it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    def write(tmp: Path) -> None:
         data = model.config.to_dict()
         data_with_marker = {**data, MARKER_KEY: __version__}
         (tmp / CONFIG_NAME).write_text(json.dumps(data_with_marker, indent=2, sort_keys=True) + "\n")
         st_save_model(model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", MARKER_KEY: __version__})
         model.tokenizer.save_pretrained(str(tmp))
+
+    write_model_dir(directory, write)
+
+
+def write_model_dir(directory: str | os.PathLike, write) -> None:
+    """Run ``write(tmp)`` on a sibling temporary directory, then move it into place (replacing an old model)."""
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise ModelLoadError(f"{target}: exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG_NAME).exists():
+        raise ModelLoadError(f"{target}: directory is not empty and holds no model; refusing to write into it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -73,7 +81,8 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
         ) from None
 
 
-def load_model(cls, name_or_path, device: str | None = None):
+def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_prompt: str | None = None):
+    """A speechpress model directory, or a transformers checkpoint with a backend (Qwen2-Audio, Qwen2.5-Omni)."""
     from transformers import AutoTokenizer
 
     directory = resolve_model_dir(name_or_path)
@@ -85,12 +94,15 @@ def load_model(cls, name_or_path, device: str | None = None):
         data = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise ModelLoadError(f"{config_path}: unreadable model config ({err})") from None
-    if not isinstance(data, dict) or MARKER_KEY not in data:
-        raise ModelLoadError(
-            f"{directory}: {CONFIG_NAME} is not a speechpress model config "
-            "(transformers checkpoints such as Qwen2-Audio need a backend; see README)"
-        )
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{config_path}: not a JSON object")
+    if MARKER_KEY not in data:
+        from speechpress.model.backends import load_backend_model
+
+        return load_backend_model(directory, data.get("model_type"), device=device, dtype=dtype, system_prompt=system_prompt)
     data.pop(MARKER_KEY)
+    if system_prompt is not None:
+        data["system_prompt"] = system_prompt
     try:
         config = SpeechLMConfig.from_dict(data, source=str(config_path))
     except ConfigError as err:
@@ -111,6 +123,10 @@ def load_model(cls, name_or_path, device: str | None = None):
             f"{weights_path}: weights do not match the config (missing {len(missing)}, unexpected {len(unexpected)}; "
             f"e.g. {(list(missing) + list(unexpected))[:3]})"
         )
+    if dtype not in (None, "auto"):
+        from speechpress.model.backends.base import torch_dtype
+
+        model.to(torch_dtype(dtype))
     if device:
         model.to(device)
     return model.eval()

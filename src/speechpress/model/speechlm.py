@@ -28,9 +28,10 @@ from transformers import AutoConfig, AutoModelForCausalLM, WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from speechpress.audio import Audio, load_audio
-from speechpress.errors import ModelLoadError, PressError
+from speechpress.errors import AudioError, ModelLoadError, PressError
 from speechpress.features import iter_feature_windows, num_windows
 from speechpress.model.config import SpeechLMConfig
+from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_mel_frames
 from speechpress.presses import AudioTokens, Press, PressContext, build_press, check_chain, parse_press_spec
 from speechpress.presses.base import group_spans, segment_mean
 
@@ -76,22 +77,14 @@ class Answer:
 
 
 class SpeechLM(nn.Module):
-    def __init__(self, config: SpeechLMConfig, tokenizer):
+    def __init__(self, config: SpeechLMConfig, tokenizer, modules: tuple[nn.Module, nn.Module, nn.Module] | None = None):
+        """``modules`` = (encoder, projector, llm) taken as they are (the transformers backends pass a
+        checkpoint's own modules); otherwise they are built from ``config``."""
         super().__init__()
         config.validate()
         self.config = config
         self.tokenizer = tokenizer
-        self.encoder = WhisperEncoder(WhisperConfig(**config.encoder))
-        llm_kwargs = dict(config.llm)
-        llm_config = AutoConfig.for_model(**llm_kwargs)
-        llm_config.pad_token_id = tokenizer.pad_token_id
-        llm_config.eos_token_id = tokenizer.eos_token_id
-        self.llm = AutoModelForCausalLM.from_config(llm_config, attn_implementation="sdpa")
-        d_enc, d_llm = self.encoder.config.d_model, self.llm.config.hidden_size
-        if config.projector == "linear":
-            self.projector = nn.Linear(d_enc, d_llm)
-        else:
-            self.projector = nn.Sequential(nn.Linear(d_enc, d_llm), nn.GELU(), nn.Linear(d_llm, d_llm))
+        self.encoder, self.projector, self.llm = modules if modules is not None else self._build_modules(config, tokenizer)
         # Trained presses live with the model so save/load keeps them.
         self.presses = nn.ModuleDict(
             {name: self._new_press(name, **kwargs) for name, kwargs in config.presses.items()}
@@ -99,7 +92,24 @@ class SpeechLM(nn.Module):
         for token in (config.audio_bos, config.audio_token, config.audio_eos):
             if tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
                 raise ModelLoadError(f"tokenizer lacks the special token {token}")
+        self.stop_token_ids = {tokenizer.eos_token_id}
         self.eval()
+
+    @staticmethod
+    def _build_modules(config: SpeechLMConfig, tokenizer) -> tuple[nn.Module, nn.Module, nn.Module]:
+        encoder = WhisperEncoder(WhisperConfig(**config.encoder))
+        llm_config = AutoConfig.for_model(**dict(config.llm))
+        llm_config.pad_token_id = tokenizer.pad_token_id
+        llm_config.eos_token_id = tokenizer.eos_token_id
+        llm = AutoModelForCausalLM.from_config(llm_config, attn_implementation="sdpa")
+        d_enc, d_llm = config.encoder_output_dim, llm.config.hidden_size
+        if config.projector == "linear":
+            projector = nn.Linear(d_enc, d_llm)
+        elif config.projector == "mlp":
+            projector = nn.Sequential(nn.Linear(d_enc, d_llm), nn.GELU(), nn.Linear(d_llm, d_llm))
+        else:
+            projector = nn.Identity()
+        return encoder, projector, llm
 
     # ----------------------------------------------------------------- construction and persistence
     @classmethod
@@ -121,10 +131,15 @@ class SpeechLM(nn.Module):
         save_model(self, directory)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, device: str | None = None) -> "SpeechLM":
+    def from_pretrained(
+        cls, name_or_path: str | Path, device: str | None = None, dtype=None, system_prompt: str | None = None
+    ) -> "SpeechLM":
+        """A speechpress model directory, a transformers checkpoint with a backend (Qwen2-Audio, Qwen2.5-Omni:
+        see ``speechpress.model.backends``), or a hub id of either (downloaded where there is a network).
+        ``dtype``: "auto" (the checkpoint's, the default), "fp32", "bf16" or "fp16"."""
         from speechpress.model.persistence import load_model
 
-        return load_model(cls, name_or_path, device=device)
+        return load_model(cls, name_or_path, device=device, dtype=dtype, system_prompt=system_prompt)
 
     @property
     def device(self) -> torch.device:
@@ -187,22 +202,36 @@ class SpeechLM(nn.Module):
         for batch in iter_feature_windows(samples, cfg.num_mel_bins, cfg.window_seconds, cfg.sample_rate, batch_windows):
             bar.update(len(batch))
             feats = torch.stack([w.features for w in batch]).to(self.device, self.encoder.conv1.weight.dtype)
-            hidden = self.encoder(feats).last_hidden_state
-            for window, h in zip(batch, hidden):
-                n = (window.valid_frames - 1) // 2 + 1
+            valid = [w.valid_frames for w in batch]
+            for window, frames in zip(batch, self.encode_windows(feats, valid)):
+                if frames.shape[0] == 0:  # a last sliver of audio that "drop" pooling discards
+                    continue
+                n = encoder_frames_for_mel_frames(window.valid_frames)
                 starts = window.start + torch.arange(n, dtype=torch.float64) * step
-                win_spans = torch.stack([starts, torch.clamp(starts + step, max=duration)], dim=-1)
-                frames = h[:n]
-                if cfg.encoder_pool > 1:
-                    first = torch.arange(0, n, cfg.encoder_pool)
-                    last = torch.clamp(first + cfg.encoder_pool, max=n)
-                    frames = segment_mean(frames, first, last)
-                    win_spans = group_spans(win_spans, first, last)
+                frame_spans = torch.stack([starts, torch.clamp(starts + step, max=duration)], dim=-1)
+                first = torch.arange(frames.shape[0]) * cfg.encoder_pool
+                last = torch.clamp(first + cfg.encoder_pool, max=n)
                 embeddings.append(frames)
-                spans.append(win_spans)
+                spans.append(group_spans(frame_spans, first, last))
         bar.close()
+        if not embeddings:
+            raise AudioError(f"{duration:.3f} s of audio gives this model no audio tokens; it is too short")
         emb = torch.cat(embeddings)
         return AudioTokens(emb[None], torch.tensor([emb.shape[0]]), torch.cat(spans)[None])
+
+    def encode_windows(self, features: torch.Tensor, valid_mel_frames: list[int]) -> list[torch.Tensor]:
+        """Encoder tokens of each 30 s window ([mel, 3000] log-mel, with its count of valid mel frames), after
+        ``encoder_pool``; exactly ``tokens_for_mel_frames`` of them. Backends override this with their tower."""
+        hidden = self.encoder(features).last_hidden_state
+        out = []
+        for mel, h in zip(valid_mel_frames, hidden):
+            n = encoder_frames_for_mel_frames(mel)
+            frames = h[:n]
+            if self.config.encoder_pool > 1:
+                first = torch.arange(tokens_for_mel_frames(mel, self.config)) * self.config.encoder_pool
+                frames = segment_mean(frames, first, torch.clamp(first + self.config.encoder_pool, max=n))
+            out.append(frames)
+        return out
 
     def as_audio(self, audio) -> Audio:
         """A path is decoded and resampled; a bare array is taken to be mono at the model's sample rate
@@ -237,10 +266,10 @@ class SpeechLM(nn.Module):
     def prompt_ids(self, question: str | None) -> tuple[list[int], list[int]]:
         """Token ids before and after the audio. The prefix never depends on the question, so one prefilled
         audio context serves every question."""
-        messages = [
-            {"role": "system", "content": self.config.system_prompt},
-            {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": question or ""}]},
-        ]
+        # "audio" as a key too: Qwen2-Audio's template tests `'audio' in content`, ours tests the type.
+        messages = [{"role": "user", "content": [{"type": "audio", "audio": "recording"}, {"type": "text", "text": question or ""}]}]
+        if self.config.system_prompt is not None:
+            messages.insert(0, {"role": "system", "content": self.config.system_prompt})
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         audio_id = self.tokenizer.convert_tokens_to_ids(self.config.audio_token)
@@ -324,14 +353,13 @@ class SpeechLM(nn.Module):
         cache_len = context.cache.get_seq_length()
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         start = time.perf_counter()
-        eos = self.tokenizer.eos_token_id
         generated: list[int] = []
         try:
             logits = self._forward_ids(context, suffix, context.next_position)
             position = context.next_position + len(suffix)
             for _ in range(max_new_tokens):
                 token = _pick(logits, do_sample, temperature, top_p, top_k, generator)
-                if token == eos:
+                if token in self.stop_token_ids:
                     break
                 generated.append(token)
                 logits = self._forward_ids(context, [token], position)
@@ -393,7 +421,7 @@ def new_press(config: SpeechLMConfig, name: str, **kwargs) -> Press:
         raise PressError(f"unknown press {name!r}; available: {', '.join(presses)}")
     cls = presses[name]
     if cls.trainable and "dim" not in kwargs:
-        kwargs["dim"] = config.encoder["d_model"] if cls.space == "encoder" else config.llm["hidden_size"]
+        kwargs["dim"] = config.encoder_output_dim if cls.space == "encoder" else config.llm["hidden_size"]
     return build_press(name, **kwargs)
 
 

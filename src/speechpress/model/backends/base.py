@@ -1,0 +1,147 @@
+"""What every transformers backend shares: a causal-LM view over a checkpoint's own text model and LM head,
+reading the checkpoint's tokenizer, chat template and feature-extractor settings, and saving it back.
+
+A backend turns a transformers speech LLM into the three modules SpeechLM runs (audio tower, projector, causal
+LM) without copying a weight: the modules are the checkpoint's own, so the transformers model keeps working and
+``save_pretrained`` writes a checkpoint transformers can load again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from speechpress.errors import ModelLoadError
+
+# The presses a backend model was given after training live beside the checkpoint, never inside its files.
+PRESSES_CONFIG = "speechpress_presses.json"
+PRESSES_WEIGHTS = "speechpress_presses.safetensors"
+
+
+class CausalLMView(nn.Module):
+    """``model`` (a transformers decoder stack) + ``lm_head`` as one causal LM with the forward SpeechLM, the
+    SST press and SpeechPrune use; the modules are shared with the checkpoint, not copied."""
+
+    def __init__(self, model: nn.Module, lm_head: nn.Module, config):
+        super().__init__()
+        self.model = model
+        self.lm_head = lm_head
+        self.config = config
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self.model
+
+    def get_decoder(self) -> nn.Module:
+        return self.model
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def forward(
+        self,
+        input_ids=None,
+        inputs_embeds=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        use_cache=None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        out = self.model(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden = out.last_hidden_state
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        return CausalLMOutputWithPast(logits=self.lm_head(hidden), past_key_values=out.past_key_values)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{path}: unreadable ({err})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: not a JSON object")
+    return data
+
+
+def load_tokenizer(directory: Path, default_template: str | None = None):
+    """The checkpoint's tokenizer with its chat template (the processor's when only the processor has one, else
+    the model family's published default)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except Exception as err:
+        raise ModelLoadError(f"{directory}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
+    if not getattr(tokenizer, "chat_template", None):
+        for name in ("chat_template.jinja", "chat_template.json"):
+            path = directory / name
+            if path.exists():
+                text = path.read_text(encoding="utf-8")
+                tokenizer.chat_template = json.loads(text)["chat_template"] if name.endswith(".json") else text
+                break
+        else:
+            if default_template is None:
+                raise ModelLoadError(f"{directory}: the checkpoint has no chat template (tokenizer or processor)")
+            tokenizer.chat_template = default_template
+    return tokenizer
+
+
+def check_feature_extractor(directory: Path, num_mel_bins: int) -> None:
+    """speechpress computes Whisper log-mel itself; refuse a checkpoint whose feature extractor differs."""
+    path = directory / "preprocessor_config.json"
+    if not path.exists():
+        return
+    data = read_json(path)
+    expected = {"feature_size": num_mel_bins, "sampling_rate": 16000, "hop_length": 160, "n_fft": 400}
+    wrong = {k: data[k] for k, v in expected.items() if k in data and data[k] != v}
+    if wrong:
+        raise ModelLoadError(f"{path}: feature extractor settings {wrong} differ from the Whisper log-mel speechpress computes ({expected})")
+
+
+def torch_dtype(dtype) -> torch.dtype | str | None:
+    """"auto" (the checkpoint's), a torch dtype, or a name such as "bf16"."""
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype or "auto"
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if dtype not in names:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16")
+    return names[dtype]
+
+
+def save_presses(model, directory: Path) -> None:
+    """A backend model's trained presses, beside the checkpoint files."""
+    from safetensors.torch import save_model
+
+    if not model.config.presses:
+        return
+    (directory / PRESSES_CONFIG).write_text(json.dumps(model.config.presses, indent=2, sort_keys=True) + "\n")
+    save_model(model.presses, str(directory / PRESSES_WEIGHTS))
+
+
+def load_presses(model, directory: Path) -> None:
+    from safetensors.torch import load_model
+
+    if not (directory / PRESSES_CONFIG).exists():
+        return
+    model.config.presses = read_json(directory / PRESSES_CONFIG)
+    model.presses = nn.ModuleDict({name: model._new_press(name, **kw) for name, kw in model.config.presses.items()})
+    try:
+        load_model(model.presses, str(directory / PRESSES_WEIGHTS))
+    except Exception as err:
+        raise ModelLoadError(f"{directory / PRESSES_WEIGHTS}: cannot load the trained presses ({type(err).__name__}: {err})") from None
