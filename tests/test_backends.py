@@ -11,9 +11,10 @@ import json
 import pytest
 import torch
 
-from backend_helpers import build_omni_thinker, build_qwen2_audio, reference_inputs
+from backend_helpers import reference_inputs
 from helpers import speech
 from speechpress.errors import AudioError, ModelLoadError
+from speechpress.model.backends.tiny import build_tiny_omni, build_tiny_qwen2_audio
 from speechpress.model.lengths import audio_token_count, chain_token_counts
 from speechpress.model.speechlm import SpeechLM
 from speechpress.presses import available_presses
@@ -25,8 +26,8 @@ QUESTION, ANSWER = "What did the speaker say about the meeting?", "It moved to T
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("backends")
     return {
-        "qwen2_audio": (root / "qwen2-audio", build_qwen2_audio(root / "qwen2-audio")),
-        "qwen2_5_omni": (root / "omni-thinker", build_omni_thinker(root / "omni-thinker")),
+        "qwen2_audio": (root / "qwen2-audio", build_tiny_qwen2_audio(root / "qwen2-audio")),
+        "qwen2_5_omni": (root / "omni-thinker", build_tiny_omni(root / "omni-thinker")),
     }
 
 
@@ -150,7 +151,7 @@ def test_save_keeps_checkpoint_and_trained_presses(models, backend, tmp_path):
 
 
 def test_full_omni_checkpoint_loads_the_thinker(tmp_path):
-    hf_model = build_omni_thinker(tmp_path / "omni", full=True)
+    hf_model = build_tiny_omni(tmp_path / "omni", full=True)
     model = SpeechLM.from_pretrained(tmp_path / "omni")
     assert model.llm.lm_head is not hf_model.thinker.lm_head  # loaded anew from disk ...
     torch.testing.assert_close(model.llm.lm_head.weight, hf_model.thinker.lm_head.weight)  # ... with the same weights

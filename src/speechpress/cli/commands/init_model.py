@@ -16,6 +16,13 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("--config", default="tiny", help="named size (tiny) or a JSON/YAML SpeechLMConfig file (default: tiny)")
+    p.add_argument(
+        "--backend",
+        choices=["speechpress", "qwen2_audio", "qwen2_5_omni"],
+        default="speechpress",
+        help="write a tiny random checkpoint of a transformers architecture instead (qwen2_audio, qwen2_5_omni: "
+        "saved like the real ones, to try the backends offline; --config is then ignored)",
+    )
     p.add_argument("--out", required=True, help="directory to write")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing model directory")
@@ -52,9 +59,34 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise ConfigError(f"{out}: already exists and is not empty (use --force to overwrite)")
-    config = load_config(args.config)
-    model = SpeechLM.from_config(config, seed=args.seed)
-    model.save_pretrained(out)
+    if args.backend != "speechpress":
+        from speechpress.model.backends.tiny import TINY_BUILDERS
+
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        model = SpeechLM.from_pretrained(_write_tiny(TINY_BUILDERS[args.backend], out, args.seed))
+    else:
+        model = SpeechLM.from_config(load_config(args.config), seed=args.seed)
+        model.save_pretrained(out)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote a random-weight model ({n / 1e6:.2f}M parameters) to {out}; its answers are gibberish until trained")
     return 0
+
+
+def _write_tiny(builder, out: Path, seed: int) -> Path:
+    """Build into a sibling temporary directory and move it into place (never a half-written checkpoint)."""
+    import os
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        builder(tmp, seed=seed)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
