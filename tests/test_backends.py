@@ -176,3 +176,20 @@ def test_feature_extractor_mismatch_is_refused(checkpoints, tmp_path):
     (tmp_path / "m" / "preprocessor_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match="hop_length"):
         SpeechLM.from_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize("backend", ["qwen2_audio", "qwen2_5_omni"])
+def test_cli_init_model_backend_then_ask(backend, tmp_path, capsys):
+    import soundfile as sf
+
+    from speechpress.cli import main
+
+    sf.write(tmp_path / "talk.flac", speech(40.0), 16000)
+    assert main(["init-model", "--backend", backend, "--out", str(tmp_path / "m")]) == 0
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"].startswith(backend)
+    capsys.readouterr()
+    argv = ["ask", str(tmp_path / "talk.flac"), "Who?", "When?", "--model", str(tmp_path / "m"), "--press", "avgpool:4",
+            "--max-new-tokens", "2", "--json"]
+    assert main(argv) == 0
+    answers = json.loads(capsys.readouterr().out)["answers"]
+    assert [a["llm_audio_tokens"] for a in answers] == [250, 250]  # 40 s -> 1000 tokens -> /4
