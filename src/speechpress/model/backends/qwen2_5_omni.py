@@ -71,10 +71,10 @@ class Qwen25OmniSpeechLM(SpeechLM):
         try:
             if model_type == "qwen2_5_omni":
                 thinker = Qwen2_5OmniForConditionalGeneration.from_pretrained(
-                    str(directory), dtype=torch_dtype(dtype), enable_audio_output=False
+                    str(directory), dtype=torch_dtype(dtype), device_map=device, enable_audio_output=False
                 ).thinker
             else:
-                thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(str(directory), dtype=torch_dtype(dtype))
+                thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(str(directory), dtype=torch_dtype(dtype), device_map=device)
         except Exception as err:
             raise ModelLoadError(f"{directory}: cannot load the Qwen2.5-Omni checkpoint ({type(err).__name__}: {err})") from None
         model = cls(thinker, tokenizer, system_prompt=system_prompt)

@@ -99,7 +99,7 @@ class Qwen2AudioSpeechLM(SpeechLM):
 
         tokenizer = load_tokenizer(directory, default_template=Qwen2AudioProcessor.default_chat_template.fget(None))
         try:
-            hf_model = Qwen2AudioForConditionalGeneration.from_pretrained(str(directory), dtype=torch_dtype(dtype))
+            hf_model = Qwen2AudioForConditionalGeneration.from_pretrained(str(directory), dtype=torch_dtype(dtype), device_map=device)
         except Exception as err:
             raise ModelLoadError(f"{directory}: cannot load the Qwen2-Audio checkpoint ({type(err).__name__}: {err})") from None
         model = cls(hf_model, tokenizer, system_prompt=system_prompt)
