@@ -1,0 +1,84 @@
+"""`speechpress eval`: a benchmark x press x ratio sweep, one resumable output folder per run (docs/eval.md)."""
+
+from __future__ import annotations
+
+from speechpress.cli.common import add_generation_args, generation_kwargs, press_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on a benchmark under presses x ratios (resumable, shardable)",
+        description=(
+            "Answer every question of a benchmark under each press and ratio, one output folder per run "
+            "(OUT/<benchmark>/<model>/<press>/: config.json, predictions.jsonl, metrics.json). Questions on the "
+            "same audio share one prefill. A rerun skips finished rows and runs; a crash loses no written row. "
+            "Under torchrun / accelerate launch, audio groups are sharded across ranks (RANK, WORLD_SIZE) and "
+            "merged when all are done. See docs/eval.md."
+        ),
+        epilog="example: speechpress eval --model tiny --benchmark corpus/test.jsonl --press identity avgpool "
+        "--ratio 2 4 --limit 20 --out runs",
+    )
+    p.add_argument("--model", required=True, help="model directory (or hub id)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available; LOCAL_RANK picks the GPU under torchrun)")
+    p.add_argument("--benchmark", required=True, metavar="B",
+                   help="a manifest or benchmark file, a `speechpress synth` corpus folder (with --split) or split folder "
+                   "(corpus/test), or NAME:PATH with NAME one of manifest, longspeech, audiomarathon, spiral")
+    p.add_argument("--task", default=None, help="LongSpeech task folder (ASR, summary, ...) or AudioMarathon task code (SGR, ...)")
+    p.add_argument("--split", default="test", help="split of a corpus folder or LongSpeech root (default: test)")
+    p.add_argument("--name", default=None, help="benchmark name used for the output folder (default: from the path)")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed benchmark rows (counted on stderr) instead of failing")
+    g = p.add_argument_group("compression sweep")
+    g.add_argument("--press", nargs="+", default=["identity"], metavar="P",
+                   help="one or more presses or chains: identity avgpool hfq@1.67 avgpool:2+sst:8 (default: identity); "
+                   "a bare name runs at every --ratio / --tokens-per-second")
+    g.add_argument("--ratio", type=float, nargs="+", default=[], metavar="K", help="compression factors k for bare press names")
+    g.add_argument("--tokens-per-second", type=float, nargs="+", default=[], metavar="T",
+                   help="tokens-per-second targets for bare press names")
+    g.add_argument("--press-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a press setting, repeatable, e.g. interval_tokens=128 for sst")
+    add_generation_args(p)
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N questions of the benchmark")
+    p.add_argument("--out", default="runs", help="output root (default: runs)")
+    p.add_argument("--count-flops", default="first", choices=("first", "all", "none"),
+                   help="count prefill FLOPs with FlopCounterMode on an extra, untimed prefill of the first recording "
+                   "of each run (first, default), of every recording (all), or not at all")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from speechpress.evaluate.runner import Runner, dist_from_env, resolve_benchmark, sweep
+
+    gen = generation_kwargs(args)
+    options = press_options(args)
+    specs = sweep(args.press, args.ratio, args.tokens_per_second)
+    bench = resolve_benchmark(args.benchmark, task=args.task, split=args.split, name=args.name, skip_bad=args.skip_bad)
+    dist = dist_from_env()
+    runner = Runner(args.model, args.out, device=args.device, generation=gen, press_options=options,
+                    count_flops=args.count_flops, progress=not args.no_progress, dist=dist)
+    try:
+        results = [runner.run(bench, spec, limit=args.limit) for spec in specs]
+    finally:
+        dist.close()
+    if dist.rank == 0:
+        for r in results:
+            print(f"{r.label}: {summary(r)} -> {r.run_dir}", flush=True)
+    return 0
+
+
+def summary(result) -> str:
+    if result.skipped:
+        state = f"{result.rows} rows, finished earlier (skipped)"
+    elif not result.complete:
+        return f"{result.new_rows} new rows; waiting for other ranks' shards before merging"
+    else:
+        state = f"{result.rows} rows ({result.new_rows} new)"
+    overall = result.metrics.get("metrics", {}).get("overall", {})
+    scores = ", ".join(f"{m}={v['pooled']['score']:.3f}" for m, v in sorted(overall.items()))
+    cost = result.metrics.get("cost", {})
+    extra = ""
+    if cost:
+        extra = (f"; {cost['audio_tokens_per_second']:.2f} tok/s, KV {cost['kv_bytes_mean'] / 2**20:.2f} MiB, "
+                 f"prefill {cost['prefill_seconds_mean']:.2f} s")
+    return f"{state}{'; ' + scores if scores else ''}{extra}"
