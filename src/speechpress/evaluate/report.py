@@ -1,0 +1,241 @@
+"""`speechpress report`: a markdown table and plots from a folder of eval runs (and profile JSON).
+
+* ``report.md``: one line per run (benchmark, model, press, nominal and measured compression, each overall
+  metric, cost columns).
+* ``accuracy_vs_compression.png``: each overall metric against the measured compression factor, one line per
+  press family and model, the uncompressed run as a dashed baseline (Speech-XL Fig. 5 style).
+* ``cost_vs_duration.png``: KV cache / peak memory and prefill FLOPs against recording length (Fig. 4 style),
+  from ``speechpress profile --json`` files (analytic, and measured rows when ``--measure`` was given) and from
+  the eval runs' own rows (one point per prefill).
+
+Every file is written atomically (matplotlib's Agg backend renders into a temporary file that is renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from speechpress.errors import DataError
+from speechpress.io import atomic_path, atomic_write_text
+
+MiB = 2**20
+
+
+def load_runs(root: Path) -> list[dict]:
+    """Every finished run under ``root``: its metrics.json, with the per-prefill rows of its predictions."""
+    from speechpress.evaluate.runner import METRICS, PREDICTIONS, read_rows
+
+    runs = []
+    for path in sorted(root.rglob(METRICS)):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{path}: unreadable metrics file ({err})") from None
+        if not isinstance(doc, dict) or "metrics" not in doc or "press" not in doc:
+            continue  # some other tool's metrics.json
+        rows, _ = read_rows(path.parent / PREDICTIONS)
+        prefills = {}
+        for row in rows.values():
+            prefills.setdefault(row.get("prefill_id"), row)
+        doc["_dir"] = str(path.parent.relative_to(root)) if path.parent != root else "."
+        doc["_prefills"] = list(prefills.values())
+        runs.append(doc)
+    return runs
+
+
+def load_profile(path: Path) -> list[dict]:
+    """Rows of a ``speechpress profile --json`` file: [{minutes, uncompressed, compressed[, measured]}]."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a readable profile JSON file ({err})") from None
+    if not isinstance(doc, list) or not all(isinstance(r, dict) and "minutes" in r and "compressed" in r for r in doc):
+        raise DataError(f"{path}: not the output of `speechpress profile --json` (a list of rows with minutes)")
+    return doc
+
+
+def _scores(run: dict) -> dict[str, float]:
+    return {m: v["pooled"]["score"] for m, v in run.get("metrics", {}).get("overall", {}).items()}
+
+
+def _fmt(value, scale=1.0, digits=2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value / scale:.{digits}f}"
+
+
+def markdown(runs: list[dict], profiles: dict[str, list] | None = None) -> str:
+    from speechpress.evaluate.metrics import HIGHER_IS_BETTER
+
+    metric_names = sorted({m for r in runs for m in _scores(r)})
+    head = ["benchmark", "model", "press", "k nominal", "k measured", "rows"]
+    head += [f"{m} {'↑' if HIGHER_IS_BETTER.get(m, True) else '↓'}" for m in metric_names]
+    head += ["audio tok/s", "KV MiB", "peak MiB", "prefill s", "decode ms/tok", "prefill GFLOPs counted", "analytic"]
+    lines = [
+        "# speechpress evaluation report",
+        "",
+        f"{len(runs)} run(s). Scores are pooled over every row of the tasks that use the metric (`metrics.json` also "
+        "holds per-task and macro figures). k = audio tokens out of the encoder / audio entries the LLM keeps. Cost "
+        "columns are means per prefill; peak memory is the run's maximum (CUDA max allocated, or the process' peak "
+        "RSS on CPU, which never goes down within a process). Counted FLOPs come from FlopCounterMode (dense "
+        "attention) on the prefills that were counted; analytic ones from `speechpress.profile`.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+
+    def key(r):  # the uncompressed baseline first, then each press by compression
+        family = r.get("press_family", "")
+        return (r.get("benchmark", ""), r.get("model", ""), family != "identity", family,
+                r.get("cost", {}).get("compression_factor") or 0)
+
+    for r in sorted(runs, key=key):
+        c, s = r.get("cost", {}), _scores(r)
+        cells = [r.get("benchmark", ""), r.get("model", ""), f"`{r.get('press', '')}`",
+                 _fmt(r.get("nominal_ratio"), digits=2), _fmt(c.get("compression_factor")),
+                 f"{r.get('rows', 0)}/{r.get('benchmark_rows', 0)}"]
+        cells += [_fmt(s.get(m), digits=3) for m in metric_names]
+        cells += [_fmt(c.get("audio_tokens_per_second")), _fmt(c.get("kv_bytes_mean"), MiB, 3), _fmt(c.get("peak_memory_bytes"), MiB, 0),
+                  _fmt(c.get("prefill_seconds_mean"), digits=3), _fmt(c.get("decode_seconds_per_token"), 1e-3, 1),
+                  _fmt(c.get("prefill_flops_measured_mean"), 1e9, 2), _fmt(c.get("prefill_flops_analytic_mean"), 1e9, 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if profiles:
+        lines += ["", "## Profiles", ""]
+        for name, rows in profiles.items():
+            lines.append(f"* `{name}`: {len(rows)} duration(s), "
+                         f"{'with' if any('measured' in r for r in rows) else 'without'} measured rows")
+    lines += ["", "Plots: `accuracy_vs_compression.png` (each metric against k, one line per press), "
+              "`cost_vs_duration.png` (KV cache, peak memory and prefill FLOPs against recording length).", ""]
+    return "\n".join(lines)
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def plot_accuracy(runs: list[dict], path: Path) -> bool:
+    """One panel per (benchmark, metric); a line per (model, press family) over the measured compression factor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from speechpress.evaluate.metrics import HIGHER_IS_BETTER
+
+    panels = sorted({(r.get("benchmark", ""), m) for r in runs for m in _scores(r)})
+    if not panels:
+        return False
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (bench, metric) in zip(axes.flat, panels):
+        lines: dict[tuple, list] = {}
+        for r in runs:
+            if r.get("benchmark") != bench or metric not in _scores(r):
+                continue
+            k = r.get("cost", {}).get("compression_factor") or r.get("nominal_ratio") or 1.0
+            lines.setdefault((r.get("model", ""), r.get("press_family", "")), []).append((k, _scores(r)[metric]))
+        for (model, family), pts in sorted(lines.items()):
+            pts.sort()
+            label = family if len({m for m, _ in lines}) == 1 else f"{model}: {family}"
+            if family == "identity":
+                ax.axhline(pts[0][1], ls="--", color="gray", lw=1, label=f"{label} (k=1)")
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", color="gray")
+            else:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("compression factor k (measured)")
+        ax.set_ylabel(f"{metric} ({'higher' if HIGHER_IS_BETTER.get(metric, True) else 'lower'} is better)")
+        ax.set_title(f"{bench}: {metric}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle("accuracy against compression")
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def plot_cost(runs: list[dict], profiles: dict[str, list], path: Path) -> bool:
+    """Memory (KV cache, peak) and prefill FLOPs against minutes of audio, from profiles and eval prefills."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mem: dict[str, list] = {}
+    flops: dict[str, list] = {}
+    for name, rows in profiles.items():
+        for row in rows:
+            m = row["minutes"]
+            for side in ("uncompressed", "compressed"):
+                rep = row[side]
+                tag = f"{name}: {rep.get('chain', side)}"
+                mem.setdefault(f"{tag} KV (analytic)", []).append((m, rep["kv_peak_bytes"]))
+                mem.setdefault(f"{tag} peak (analytic)", []).append((m, rep["peak_bytes"]))
+                flops.setdefault(f"{tag} (analytic)", []).append((m, rep["prefill_flops"]))
+            for side, meas in (row.get("measured") or {}).items():
+                tag = f"{name}: {meas.get('chain', side)}"
+                mem.setdefault(f"{tag} KV (measured)", []).append((m, meas["kv_bytes"]))
+                mem.setdefault(f"{tag} peak (measured)", []).append((m, meas["peak_bytes"]))
+                if meas.get("prefill_flops") is not None:
+                    flops.setdefault(f"{tag} (measured)", []).append((m, meas["prefill_flops"]))
+    for r in runs:
+        tag = f"{r.get('model', '')}: {r.get('press', '')}"
+        for p in r.get("_prefills", []):
+            m = p["duration"] / 60
+            mem.setdefault(f"{tag} KV (eval)", []).append((m, p["kv_bytes"]))
+            if p.get("prefill_flops_analytic") is not None:
+                flops.setdefault(f"{tag} (eval, analytic)", []).append((m, p["prefill_flops_analytic"]))
+            if p.get("prefill_flops_measured") is not None:
+                flops.setdefault(f"{tag} (eval, counted)", []).append((m, p["prefill_flops_measured"]))
+    if not mem and not flops:
+        return False
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, series, unit, scale in ((a1, mem, "GiB", 2**30), (a2, flops, "TFLOPs", 1e12)):
+        for label, pts in sorted(series.items()):
+            pts = sorted(set(pts))
+            style = "none" if "counted" in label else ("--" if "analytic" in label else "-")
+            ax.plot([p[0] for p in pts], [p[1] / scale for p in pts], ls=style, marker="x" if style == "none" else "o",
+                    ms=5 if style == "none" else 3, label=label)
+        ax.set_xlabel("recording length (minutes)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if series:
+            ax.legend(fontsize=6)
+    a1.set_ylabel("memory (GiB)")
+    a1.set_title("KV cache and peak memory", fontsize=9)
+    a2.set_ylabel("prefill TFLOPs")
+    a2.set_title("prefill FLOPs", fontsize=9)
+    fig.suptitle("cost against recording length")
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def write_report(root: str | Path, out: str | Path | None = None, profiles=()) -> dict:
+    """Write report.md and the plots into ``out`` (default: ``root``); returns the paths written."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such runs folder")
+    out = Path(out) if out else root
+    runs = load_runs(root)
+    prof = {Path(p).stem: load_profile(Path(p)) for p in profiles}
+    for p in sorted(root.glob("profile*.json")):
+        prof.setdefault(p.stem, load_profile(p))
+    if not runs and not prof:
+        raise DataError(f"{root}: holds no finished eval run (metrics.json) and no profile JSON")
+    written = {}
+    text = markdown(runs, prof)
+    if plot_accuracy(runs, out / "accuracy_vs_compression.png"):
+        written["accuracy_plot"] = out / "accuracy_vs_compression.png"
+    if plot_cost(runs, prof, out / "cost_vs_duration.png"):
+        written["cost_plot"] = out / "cost_vs_duration.png"
+    atomic_write_text(out / "report.md", text)
+    written["report"] = out / "report.md"
+    written["runs"] = len(runs)
+    return written
