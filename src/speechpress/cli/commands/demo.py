@@ -1,0 +1,110 @@
+"""`speechpress demo`: see speechpress work on a fresh machine, with nothing downloaded.
+
+It renders a multi-speaker recording with espeak-ng (a few seconds for five minutes), loads the trained
+speechpress-tiny model that ships with the package, and answers the recording's questions uncompressed and
+compressed, from one prefill per press, printing the answers beside the gold ones and what each press cost.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+DEMO_TASKS = ("sir", "speaker_count", "speaker_attribution", "temporal_order", "speaker_gender")
+BUNDLED = Path(__file__).resolve().parents[2] / "assets" / "speechpress-tiny"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="answer questions about a generated 5-minute recording, uncompressed and compressed (no downloads)",
+        description=(
+            "Render a multi-speaker recording with espeak-ng, load the bundled speechpress-tiny model (or --model), "
+            "and answer its questions with no compression and with each --press, one prefill per press. Prints the "
+            "answers beside the gold ones, the audio tokens that reach the LLM, the KV cache they leave, the time, "
+            "and the peak memory."
+        ),
+    )
+    p.add_argument("--model", default=None, help=f"model directory (default: the bundled speechpress-tiny, {BUNDLED})")
+    p.add_argument("--minutes", type=float, default=5.0, help="length of the generated recording (default 5)")
+    p.add_argument("--seed", type=int, default=20261123, help="recording seed (default 20261123, never used in training)")
+    p.add_argument(
+        "--press",
+        nargs="+",
+        default=None,
+        metavar="SPEC",
+        help="compressed settings to compare with none (default: sst:8 and avgpool:4 if the model holds a trained "
+        "SST, else avgpool:4 and random:4)",
+    )
+    p.add_argument("--keep", default=None, metavar="DIR", help="write the recording and its questions here instead of a temporary folder")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import warnings
+
+    from speechpress.data.loaders import load_manifest
+    from speechpress.data.synth import synthesize
+    from speechpress.errors import ConfigError
+    from speechpress.evaluate.cost import cache_bytes
+    from speechpress.memory import peak_memory_bytes
+    from speechpress.model.speechlm import SpeechLM, default_device
+
+    if args.minutes <= 0:
+        raise ConfigError("--minutes must be positive")
+    model_dir = Path(args.model) if args.model else BUNDLED
+    if args.model is None and not (BUNDLED / "config.json").exists():
+        raise ConfigError(f"{BUNDLED}: the bundled speechpress-tiny model is missing from this install; pass --model DIR")
+    start = time.perf_counter()
+    model = SpeechLM.from_pretrained(model_dir, device=args.device or default_device())
+    presses = args.press or (["sst:8", "avgpool:4"] if "sst" in model.presses else ["avgpool:4", "random:4"])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.keep) if args.keep else Path(tmp)
+        report = synthesize(out, args.seed, split="test", durations=[args.minutes * 60], tasks=list(DEMO_TASKS))
+        examples = [e for e in load_manifest(report.manifest) if e.task in DEMO_TASKS]
+        print(f"recording: {args.minutes:g} min, {len(examples)} questions, rendered by espeak-ng in "
+              f"{time.perf_counter() - start:.1f} s (with model loading)")
+        audio = model.as_audio(str(examples[0].audio))
+        results = []
+        for spec in ["identity", *presses]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                chain = model.press_chain(spec)
+            t0 = time.perf_counter()
+            context = model.prefill(audio, chain) if not any(p.query_aware for p in chain) else None
+            answers = []
+            for e in examples:
+                ctx = context or model.prefill(audio, chain, question=e.text_prompt())
+                answers.append(model.answer(ctx, e.text_prompt(), max_new_tokens=24))
+            seconds = time.perf_counter() - t0
+            correct = [_correct(e, a.text) for e, a in zip(examples, answers)]
+            kv = cache_bytes((context or ctx).cache)
+            results.append((spec, answers, correct, seconds, kv))
+    _print(examples, results, peak_memory_bytes(model.device))
+    return 0
+
+
+def _correct(example, prediction: str) -> bool:
+    """Scored as the eval harness scores it (multiple-choice parsing, numeric answers)."""
+    from speechpress.evaluate.metrics import get_metric
+    from speechpress.evaluate.runner import scoring_metric
+
+    result = get_metric(scoring_metric(example))([prediction], [example.answer], choices=[example.choices])
+    return result["score"] == 1.0
+
+
+def _print(examples, results, peak: int) -> None:
+    for i, e in enumerate(examples):
+        gold = e.answer if not e.choices else f"{e.answer} ({e.answer_text()})"
+        print(f"\nQ{i + 1} [{e.task}] {e.prompt}\n    gold: {gold}")
+        for spec, answers, correct, _, _ in results:
+            mark = "right" if correct[i] else "wrong"
+            print(f"    {spec:<10} {mark:<5} {answers[i].text.strip()[:70]!r}")
+    print(f"\n{'press':<10} {'correct':>7} {'audio tokens -> LLM':>21} {'KV cache':>10} {'time':>7}")
+    for spec, answers, correct, seconds, kv in results:
+        a = answers[0]
+        print(f"{spec:<10} {sum(correct):>3}/{len(correct):<3} {a.encoder_tokens:>9} -> {a.llm_audio_tokens:<8} "
+              f"{kv / 2**20:>7.1f} MB {seconds:>6.1f}s")
+    print(f"peak memory of this process: {peak / 2**20:.0f} MB")
