@@ -33,7 +33,7 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    train: list[str] = field(default_factory=list)  # manifest paths (relative to the config file's folder)
+    train: list[str] = field(default_factory=list)  # manifest paths (relative paths: from the current directory)
     tasks: list[str] = field(default_factory=list)  # keep only these tasks; empty = every task
     # Cut every recording-level row's utterance timeline into one ASR clip per utterance: many more short ASR
     # examples from the same audio (the generated corpus stores the timeline in each row's metadata).
@@ -69,7 +69,7 @@ class CurriculumStage:
 
 @dataclass
 class TrainSection:
-    steps: int = 100  # optimizer steps (the SST curriculum, when given, sets this to the sum of its stages)
+    steps: int = 100  # optimizer steps (with an SST curriculum: the sum of its stages' steps)
     batch_size: int = 8  # global batch: examples per optimizer step over all processes and accumulation
     grad_accum: int = 1
     lr: float = 1e-3
@@ -83,6 +83,7 @@ class TrainSection:
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     progress: bool = True
+    log_examples: bool = False  # each process appends the example ids of every step to examples-rank<r>.jsonl
     distributed: str = "ddp"  # ddp or fsdp (under torchrun / accelerate launch)
     ctc_frames: str = "pooled"  # ctc recipe: "pooled" (the tokens presses see) or "encoder" (50/s, speechpress encoder)
 
@@ -165,18 +166,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         merged["lora"] = None
     cfg = _build(TrainConfig, merged, "")
     cfg.source = source
-    if path is not None:  # manifests and caches relative to the config file's folder; output_dir too
-        base = Path(path).resolve().parent
-        cfg.data.train = [str(_rel(base, t)) for t in cfg.data.train]
-        if cfg.data.cache_dir:
-            cfg.data.cache_dir = str(_rel(base, cfg.data.cache_dir))
+    if cfg.recipe == "sst" and cfg.curriculum and "steps" in (data.get("train") or {}):
+        total = sum(s.steps for s in cfg.curriculum)
+        if cfg.train.steps != total:
+            raise ConfigError(f"train.steps {cfg.train.steps} differs from the curriculum's {total} steps; set the stages' steps instead")
     validate(cfg)
     return cfg
-
-
-def _rel(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() or p.exists() else base / p
 
 
 def apply_override(data: dict, item: str) -> None:

@@ -136,11 +136,12 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None, log=print) -> Trai
     start = 0
     if latest is not None:
         start = load_checkpoint(latest, objective, named, optimizer, scheduler, rank, world, cfg)
+        truncate_log(out / f"examples-rank{rank}.jsonl", start)
         if main:
             truncate_log(out / LOG_NAME, start)
             log(f"resuming from {latest} (step {start})")
+    out.mkdir(parents=True, exist_ok=True)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
         from speechpress.io import atomic_write_text
 
         import yaml
@@ -164,7 +165,11 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None, log=print) -> Trai
     for step in range(start, cfg.train.steps):
         t0 = time.perf_counter()
         reseed(cfg.seed, step, rank)
-        micro = [objective.prepare([examples[i] for i in idx], step) for idx in sampler.micro_batches(step)]
+        indices = sampler.micro_batches(step)
+        micro = [objective.prepare([examples[i] for i in idx], step) for idx in indices]
+        if cfg.train.log_examples:
+            with open(out / f"examples-rank{rank}.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step + 1, "rank": rank, "ids": [examples[i].id for idx in indices for i in idx]}) + "\n")
         counts = torch.tensor([float(sum(b["count"] for b in micro))], device=accelerator.device)
         total = accelerator.reduce(counts, "sum").item() if world > 1 else counts.item()
         if total <= 0:

@@ -1,0 +1,202 @@
+"""Training: loss goes down, an exact loss at a fixed seed, exact resume, every recipe runs, bad input fails early."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speechpress.errors import ConfigError, DataError
+from speechpress.train import load_config, train
+from speechpress.train.data import StepSampler
+from train_helpers import CONFIGS, base, log_rows, make_corpus
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("train-corpus"))
+
+
+@pytest.fixture(scope="session")
+def frame_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("frame-cache")
+
+
+# ------------------------------------------------------------------------------- loss goes down, exactly
+
+
+@pytest.fixture(scope="module")
+def asr_run(corpus, frame_cache, tmp_path_factory):
+    """20 steps of the asr recipe (projector + LLM) on 8 utterance clips, seed 0."""
+    out = tmp_path_factory.mktemp("asr") / "run"
+    cfg = load_config(data=base(corpus, out, frame_cache, train={"steps": 20, "lr": 5e-3, "trainable": ["projector", "llm"], "warmup_steps": 2}))
+    result = train(cfg, log=lambda *_: None)
+    return out, result
+
+
+def test_loss_decreases_on_tiny_model(asr_run):
+    out, result = asr_run
+    losses = [r["loss"] for r in log_rows(out)]
+    assert len(losses) == 20 and result.losses == pytest.approx(losses, abs=1e-6)
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.6 * first, (first, last)  # 5.5 (uniform over 262 byte tokens) -> well under 3.3
+    assert (out / "model" / "model.safetensors").is_file() and (out / "summary.json").is_file()
+
+
+def test_exact_loss_at_fixed_seed(asr_run):
+    out, _ = asr_run
+    losses = [r["loss"] for r in log_rows(out)]
+    # Pinned from this recipe at seed 0 (torch 2.13 CPU, the seed-0 generated corpus); a change here means
+    # the data order, the prompt layout, the loss normalisation or the model changed.
+    assert losses[0] == pytest.approx(5.5361174, abs=1e-5)
+    assert losses[9] == pytest.approx(3.393138, abs=1e-5)
+
+
+def test_frame_cache_is_used_and_keyed_by_encoder(asr_run, frame_cache):
+    out, _ = asr_run
+    summary = json.loads((out / "summary.json").read_text())
+    # 8 clips, 20 steps x 4: every clip is encoded at most once, the other reads come from the cache
+    assert summary["cache_misses"] <= 8 and summary["cache_hits"] >= 20 * 4 - 8
+    entries = list(frame_cache.iterdir())
+    assert len(entries) == 1 and len(list(entries[0].glob("*.safetensors"))) == 8  # one fingerprint folder
+
+
+# ------------------------------------------------------------------------------------------- resume
+
+
+def test_resume_reproduces_the_uninterrupted_run(corpus, frame_cache, tmp_path):
+    settings = {"train": {"steps": 4, "checkpoint_every": 2, "trainable": ["projector", "llm"]}}
+    straight = tmp_path / "straight"
+    train(load_config(data=base(corpus, straight, frame_cache, **settings)), log=lambda *_: None)
+
+    killed = tmp_path / "killed"
+    cfg = load_config(data=base(corpus, killed, frame_cache, **settings))
+    train(cfg, stop_after=3, log=lambda *_: None)  # dies after step 3: step 3 is lost, the checkpoint is step 2
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step-0000002"]
+    assert [r["step"] for r in log_rows(killed)] == [1, 2, 3] and not (killed / "model").exists()
+    (killed / "checkpoints" / ".step-0000004.tmp").mkdir()  # a half-written checkpoint from the kill is ignored
+    result = train(load_config(data=base(corpus, killed, frame_cache, **settings)), log=lambda *_: None)
+    assert result.resumed_from == 2
+
+    a, b = log_rows(straight), log_rows(killed)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    wa = load_file(str(straight / "model" / "model.safetensors"))
+    wb = load_file(str(killed / "model" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_sampler_shards_are_disjoint_and_cover_the_global_batch():
+    single = StepSampler(10, 4, seed=3)
+    ranks = [StepSampler(10, 4, seed=3, world_size=2, rank=r, grad_accum=2) for r in range(2)]
+    for step in range(7):  # crosses epochs
+        parts = [ix for s in ranks for micro in s.micro_batches(step) for ix in micro]
+        assert sorted(parts) == sorted(single.micro_batches(step)[0])
+        r0 = {i for m in ranks[0].micro_batches(step) for i in m}
+        r1 = {i for m in ranks[1].micro_batches(step) for i in m}
+        assert not r0 & r1
+    epoch = [i for step in range(5) for i in single.global_indices(step)][:10]
+    assert sorted(epoch) == list(range(10))  # each epoch is a permutation
+
+
+def test_grad_accumulation_equals_one_big_batch(corpus, frame_cache, tmp_path):
+    settings = {"train": {"steps": 2, "batch_size": 4, "trainable": ["projector", "llm"]}}
+    one = tmp_path / "one"
+    train(load_config(data=base(corpus, one, frame_cache, **settings)), log=lambda *_: None)
+    acc = tmp_path / "acc"
+    train(load_config(data=base(corpus, acc, frame_cache, train={**settings["train"], "grad_accum": 4})), log=lambda *_: None)
+    assert [r["loss"] for r in log_rows(one)] == pytest.approx([r["loss"] for r in log_rows(acc)], abs=1e-5)
+
+
+# ------------------------------------------------------------------------------- every recipe, one step
+
+
+RECIPE_FILES = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", RECIPE_FILES)
+def test_each_recipe_runs_one_step(name, corpus, frame_cache, tmp_path):
+    from speechpress.model.speechlm import SpeechLM
+
+    from helpers import tiny_model
+
+    out = tmp_path / "run"
+    overrides = [f"model.init=tiny", f"output_dir={out}", f"data.train=[{corpus}]", f"data.cache_dir={frame_cache}",
+                 "data.max_duration=12", "train.batch_size=2", "train.warmup_steps=0", "train.progress=false"]
+    cfg = load_config(CONFIGS / name, overrides + ([] if "sst" in name else ["train.steps=1"]))
+    if cfg.recipe == "sst":
+        cfg = load_config(CONFIGS / name, overrides + ["curriculum=[{alpha: 2, steps: 1}]"])
+    result = train(cfg, log=lambda *_: None)
+    assert len(result.losses) == 1 and math.isfinite(result.losses[0]) and result.losses[0] > 0
+    trained = SpeechLM.from_pretrained(out / "model")
+    initial = tiny_model()
+    changed = {n for n, p in trained.state_dict().items() if n in initial.state_dict() and not torch.equal(p, initial.state_dict()[n])}
+    parts = {n.split(".")[0] for n in changed}
+    if cfg.recipe == "ctc":
+        assert parts == {"encoder"} and (out / "ctc_head.safetensors").is_file()
+    if "projector" in cfg.train.trainable:
+        assert "projector" in parts
+    if "lora" in cfg.train.trainable or "llm" in cfg.train.trainable:
+        assert "llm" in parts  # the LoRA update is merged into the LLM weights
+        assert not any("lora" in n for n in trained.state_dict())
+    press = cfg.press.name
+    if press in ("hfq", "qformer", "sst"):
+        assert press in trained.presses and press in trained.config.presses
+        fresh = type(trained.presses[press])(**{"dim": trained.presses[press].dim, **trained.config.presses[press]})
+        assert any(not torch.equal(a, b) for a, b in zip(trained.presses[press].state_dict().values(), fresh.state_dict().values()))
+    if press == "sst":
+        assert trained.config.presses["sst"]["ratio"] == 2
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_configs_fail_before_training(corpus, tmp_path):
+    ok = base(corpus, tmp_path / "out", tmp_path / "cache")
+    with pytest.raises(ConfigError, match="unknown config key.*train.stesp"):
+        load_config(data={**ok, "train": {"stesp": 3}})
+    with pytest.raises(ConfigError, match="train.steps: expected an integer"):
+        load_config(data=ok, overrides=["train.steps=ten"])
+    with pytest.raises(ConfigError, match="recipe must be one of"):
+        load_config(data={**ok, "recipe": "phase9"})
+    with pytest.raises(ConfigError, match="curriculum is for the sst recipe"):
+        load_config(data={**ok, "curriculum": [{"alpha": 2, "steps": 1}]})
+    with pytest.raises(DataError, match="training manifest not found"):
+        train(load_config(data={**ok, "data": {"train": [str(tmp_path / "nope.jsonl")]}}))
+    with pytest.raises(DataError, match="empty training set"):
+        train(load_config(data={**ok, "data": {"train": [str(corpus)], "tasks": ["translation"]}}))
+    assert not (tmp_path / "out").exists()  # nothing was started or written
+
+
+def test_cli_errors_are_one_line_exit_2(corpus, tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"recipe: asr\noutput_dir: {tmp_path / 'out'}\ndata: {{train: [{corpus}]}}\ntrain: {{lr: fast}}\n")
+    proc = subprocess.run([sys.executable, "-m", "speechpress", "train", str(cfg)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["error: train.lr: expected a number, got str 'fast'"]
+    from speechpress.cli import main
+
+    for args, message in [([str(cfg), "train.lr=1e-3", "data.train=[missing.jsonl]"], "missing.jsonl: training manifest not found"),
+                          ([str(tmp_path / "none.yaml")], "none.yaml: no such config file"),
+                          ([str(cfg), "train.lr=1e-3", "train.trainable=[brain]"], "unknown part(s) brain")]:
+        assert main(["train", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_to_overwrite_without_resume(corpus, frame_cache, tmp_path):
+    out = tmp_path / "run"
+    cfg = base(corpus, out, frame_cache, train={"steps": 1})
+    train(load_config(data=cfg), log=lambda *_: None)
+    with pytest.raises(ConfigError, match="already holds checkpoints"):
+        train(load_config(data={**cfg, "resume": False}))
+    shutil.rmtree(out / "checkpoints")
+    with pytest.raises(ConfigError, match="model already exists"):
+        train(load_config(data=cfg))
