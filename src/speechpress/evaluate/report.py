@@ -72,15 +72,15 @@ def markdown(runs: list[dict], profiles: dict[str, list] | None = None) -> str:
     metric_names = sorted({m for r in runs for m in _scores(r)})
     head = ["benchmark", "model", "press", "k nominal", "k measured", "rows"]
     head += [f"{m} {'↑' if HIGHER_IS_BETTER.get(m, True) else '↓'}" for m in metric_names]
-    head += ["audio tok/s", "KV MiB", "peak MiB", "prefill s", "decode ms/tok", "prefill GFLOPs counted", "analytic"]
+    head += ["audio tok/s", "KV MiB", "peak MiB", "prefill s", "decode ms/tok", "prefill GFLOPs", "counted / analytic"]
     lines = [
         "# speechpress evaluation report",
         "",
         f"{len(runs)} run(s). Scores are pooled over every row of the tasks that use the metric (`metrics.json` also "
         "holds per-task and macro figures). k = audio tokens out of the encoder / audio entries the LLM keeps. Cost "
         "columns are means per prefill; peak memory is the run's maximum (CUDA max allocated, or the process' peak "
-        "RSS on CPU, which never goes down within a process). Counted FLOPs come from FlopCounterMode (dense "
-        "attention) on the prefills that were counted; analytic ones from `speechpress.profile`.",
+        "RSS on CPU, which never goes down within a process). Prefill GFLOPs are analytic (`speechpress.profile`, dense "
+        "attention); counted / analytic compares FlopCounterMode with them on the prefills that were counted.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
@@ -99,7 +99,7 @@ def markdown(runs: list[dict], profiles: dict[str, list] | None = None) -> str:
         cells += [_fmt(s.get(m), digits=3) for m in metric_names]
         cells += [_fmt(c.get("audio_tokens_per_second")), _fmt(c.get("kv_bytes_mean"), MiB, 3), _fmt(c.get("peak_memory_bytes"), MiB, 0),
                   _fmt(c.get("prefill_seconds_mean"), digits=3), _fmt(c.get("decode_seconds_per_token"), 1e-3, 1),
-                  _fmt(c.get("prefill_flops_measured_mean"), 1e9, 2), _fmt(c.get("prefill_flops_analytic_mean"), 1e9, 2)]
+                  _fmt(c.get("prefill_flops_analytic_mean"), 1e9, 2), _fmt(c.get("flops_measured_over_analytic"), digits=3)]
         lines.append("| " + " | ".join(cells) + " |")
     if profiles:
         lines += ["", "## Profiles", ""]
