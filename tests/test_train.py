@@ -200,3 +200,12 @@ def test_refuses_to_overwrite_without_resume(corpus, frame_cache, tmp_path):
     shutil.rmtree(out / "checkpoints")
     with pytest.raises(ConfigError, match="model already exists"):
         train(load_config(data=cfg))
+
+
+def test_pack_utterances_joins_consecutive_utterances_up_to_the_limit():
+    from speechpress.train.data import pack_utterances
+
+    spans = [(0.5, 4.0, "a b"), (4.3, 9.0, "c"), (9.2, 31.0, "d e"), (31.5, 33.0, "f")]
+    assert pack_utterances(spans, None) == spans
+    assert pack_utterances(spans, 10.0) == [(0.5, 9.0, "a b c"), (9.2, 31.0, "d e"), (31.5, 33.0, "f")]
+    assert pack_utterances(spans, 30.0) == [(0.5, 9.0, "a b c"), (9.2, 33.0, "d e f")]

@@ -38,6 +38,10 @@ class DataSection:
     # Cut every recording-level row's utterance timeline into one ASR clip per utterance: many more short ASR
     # examples from the same audio (the generated corpus stores the timeline in each row's metadata).
     utterances: bool = False
+    # With utterances: join consecutive utterances of a recording into clips of at most this many seconds (e.g.
+    # 30: one full encoder window of speech per clip). A Whisper-style encoder pays for a whole 30 s window
+    # whatever the clip's length, so packing puts ~10x more speech through each encoder step. None = one per clip.
+    pack_seconds: float | None = None
     max_duration: float = 30.0  # seconds; longer clips are skipped (counted in the log)
     max_answer_tokens: int = 256  # longer answers are skipped, never truncated
     max_examples: int | None = None  # first N after filtering (for quick runs)

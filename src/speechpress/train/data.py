@@ -60,13 +60,16 @@ def load_training_set(section, tokenizer=None) -> TrainingSet:
         for ex in load_manifest(manifest):
             rows = []
             if section.utterances:
+                spans = []
                 for u in (ex.metadata or {}).get("utterances") or []:
                     key = (str(ex.audio), round(float(u["start"]), 3), round(float(u["end"]), 3))
                     if key in seen_utterances or not str(u.get("text", "")).strip():
                         continue
                     seen_utterances.add(key)
-                    rec = (ex.metadata or {}).get("recording", Path(ex.audio).stem)
-                    rows.append(TrainExample(f"{rec}-u{key[1]:.3f}", str(ex.audio), key[1], key[2] - key[1], "asr_short", ASR_PROMPT, str(u["text"])))
+                    spans.append((key[1], key[2], str(u["text"]).strip()))
+                rec = (ex.metadata or {}).get("recording", Path(ex.audio).stem)
+                for start, end, text in pack_utterances(sorted(spans), section.pack_seconds):
+                    rows.append(TrainExample(f"{rec}-u{start:.3f}", str(ex.audio), start, round(end - start, 3), "asr_short", ASR_PROMPT, text))
                 if ex.task == "asr_short":
                     continue  # its utterance is among the expanded ones
             if not rows:
@@ -89,6 +92,20 @@ def load_training_set(section, tokenizer=None) -> TrainingSet:
         tasks = f" for tasks {', '.join(section.tasks)}" if section.tasks else ""
         raise DataError(f"empty training set: no usable example in {', '.join(section.train)}{tasks}{detail}")
     return TrainingSet(examples, skipped)
+
+
+def pack_utterances(spans: list[tuple[float, float, str]], pack_seconds: float | None) -> list[tuple[float, float, str]]:
+    """Consecutive (start, end, text) utterances joined greedily into clips no longer than ``pack_seconds``."""
+    if not pack_seconds:
+        return spans
+    packed: list[tuple[float, float, str]] = []
+    for start, end, text in spans:
+        if packed and end - packed[-1][0] <= pack_seconds:
+            first, _, joined = packed[-1]
+            packed[-1] = (first, end, f"{joined} {text}")
+        else:
+            packed.append((start, end, text))
+    return packed
 
 
 def _file_seconds(path) -> float:
