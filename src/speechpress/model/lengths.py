@@ -48,3 +48,18 @@ def chain_token_counts(n_tokens: int, duration: float, chain) -> list[int]:
         n_tokens = press.output_length(n_tokens, duration)
         counts.append(n_tokens)
     return counts
+
+
+def window_token_spans(window_start: float, valid_mel_frames: int, n_tokens: int, config: SpeechLMConfig, duration: float):
+    """Time spans [n_tokens, 2] (seconds, float64) of one window's pooled tokens: each covers its encoder frames
+    (1 / frames_per_second each), the last clamped to the recording's end."""
+    import torch
+
+    from speechpress.presses.base import group_spans
+
+    n = encoder_frames_for_mel_frames(valid_mel_frames)
+    step = 1.0 / config.frames_per_second
+    starts = window_start + torch.arange(n, dtype=torch.float64) * step
+    frame_spans = torch.stack([starts, torch.clamp(starts + step, max=duration)], dim=-1)
+    first = torch.arange(n_tokens) * config.encoder_pool
+    return group_spans(frame_spans, first, torch.clamp(first + config.encoder_pool, max=n))

@@ -31,9 +31,9 @@ from speechpress.audio import Audio, load_audio
 from speechpress.errors import AudioError, ModelLoadError, PressError
 from speechpress.features import iter_feature_windows, num_windows
 from speechpress.model.config import SpeechLMConfig
-from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_mel_frames
+from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_mel_frames, window_token_spans
 from speechpress.presses import AudioTokens, Press, PressContext, build_press, check_chain, parse_press_spec
-from speechpress.presses.base import group_spans, segment_mean
+from speechpress.presses.base import segment_mean
 
 
 @dataclass
@@ -195,7 +195,6 @@ class SpeechLM(nn.Module):
         samples = audio.samples if isinstance(audio, Audio) else audio
         cfg = self.config
         duration = len(samples) / cfg.sample_rate
-        step = 1.0 / cfg.frames_per_second
         embeddings, spans = [], []
         windows = num_windows(len(samples), cfg.window_seconds, cfg.sample_rate)
         bar = tqdm(total=windows, desc="encoding", unit="window", leave=False, disable=None if progress and windows > batch_windows else True)
@@ -206,13 +205,8 @@ class SpeechLM(nn.Module):
             for window, frames in zip(batch, self.encode_windows(feats, valid)):
                 if frames.shape[0] == 0:  # a last sliver of audio that "drop" pooling discards
                     continue
-                n = encoder_frames_for_mel_frames(window.valid_frames)
-                starts = window.start + torch.arange(n, dtype=torch.float64) * step
-                frame_spans = torch.stack([starts, torch.clamp(starts + step, max=duration)], dim=-1)
-                first = torch.arange(frames.shape[0]) * cfg.encoder_pool
-                last = torch.clamp(first + cfg.encoder_pool, max=n)
                 embeddings.append(frames)
-                spans.append(group_spans(frame_spans, first, last))
+                spans.append(window_token_spans(window.start, window.valid_frames, frames.shape[0], cfg, duration))
         bar.close()
         if not embeddings:
             raise AudioError(f"{duration:.3f} s of audio gives this model no audio tokens; it is too short")

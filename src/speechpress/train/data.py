@@ -260,14 +260,7 @@ def clip_windows(samples: np.ndarray, config) -> list:
 
 
 def window_spans(window, n_tokens: int, config, duration: float) -> torch.Tensor:
-    """Time spans [n_tokens, 2] of one window's pooled tokens, as ``SpeechLM.encode`` computes them."""
-    from speechpress.model.lengths import encoder_frames_for_mel_frames
-    from speechpress.presses.base import group_spans
+    """Time spans [n_tokens, 2] of one window's pooled tokens, exactly as ``SpeechLM.encode`` computes them."""
+    from speechpress.model.lengths import window_token_spans
 
-    n = encoder_frames_for_mel_frames(window.valid_frames)
-    step = 1.0 / config.frames_per_second
-    starts = window.start + torch.arange(n, dtype=torch.float64) * step
-    frame_spans = torch.stack([starts, torch.clamp(starts + step, max=duration)], dim=-1)
-    first = torch.arange(n_tokens) * config.encoder_pool
-    last = torch.clamp(first + config.encoder_pool, max=n)
-    return group_spans(frame_spans, first, last)
+    return window_token_spans(window.start, window.valid_frames, n_tokens, config, duration)
