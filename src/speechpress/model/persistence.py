@@ -23,6 +23,17 @@ WEIGHTS_NAME = "model.safetensors"
 MARKER_KEY = "speechpress_version"
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object from a model directory; anything else is a ModelLoadError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{path}: unreadable ({err})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: not a JSON object")
+    return data
+
+
 def save_model(model, directory: str | os.PathLike) -> None:
     from speechpress import __version__
 
@@ -90,12 +101,7 @@ def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_
     weights_path = directory / WEIGHTS_NAME
     if not config_path.exists():
         raise ModelLoadError(f"{directory}: not a speechpress model (no {CONFIG_NAME})")
-    try:
-        data = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelLoadError(f"{config_path}: unreadable model config ({err})") from None
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{config_path}: not a JSON object")
+    data = read_json(config_path)
     if MARKER_KEY not in data:
         from speechpress.model.backends import load_backend_model
 

@@ -16,6 +16,7 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from speechpress.errors import ModelLoadError
+from speechpress.model.persistence import read_json
 
 # The presses a backend model was given after training live beside the checkpoint, never inside its files.
 PRESSES_CONFIG = "speechpress_presses.json"
@@ -66,16 +67,6 @@ class CausalLMView(nn.Module):
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         return CausalLMOutputWithPast(logits=self.lm_head(hidden), past_key_values=out.past_key_values)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelLoadError(f"{path}: unreadable ({err})") from None
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{path}: not a JSON object")
-    return data
 
 
 def load_tokenizer(directory: Path, default_template: str | None = None):
