@@ -128,3 +128,23 @@ TINY = SpeechLMConfig(
 )
 
 NAMED_CONFIGS = {"tiny": TINY}
+
+
+def named_or_file_config(spec: str) -> SpeechLMConfig:
+    """A named size ("tiny") or a SpeechLMConfig JSON/YAML file: what `init-model --config`, `profile
+    --model-config` and a training run's `model.init` accept besides model directories."""
+    if spec in NAMED_CONFIGS:
+        return NAMED_CONFIGS[spec]
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"{spec}: not a named config ({', '.join(NAMED_CONFIGS)}) and no such file")
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot parse ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of SpeechLMConfig fields")
+    return SpeechLMConfig.from_dict(data, source=str(path))

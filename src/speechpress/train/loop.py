@@ -46,24 +46,13 @@ class TrainResult:
 
 def load_initial_model(cfg: TrainConfig):
     """``model.init``: a named size, a SpeechLMConfig YAML/JSON file, or a model directory."""
-    import yaml
-
-    from speechpress.model.config import NAMED_CONFIGS, SpeechLMConfig
+    from speechpress.model.config import NAMED_CONFIGS, named_or_file_config
     from speechpress.model.speechlm import SpeechLM
 
     init = cfg.model.init
-    if init in NAMED_CONFIGS:
-        return SpeechLM.from_config(NAMED_CONFIGS[init], seed=cfg.model.seed)
     path = Path(init)
-    if path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8")
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, ValueError, yaml.YAMLError) as err:
-            raise ConfigError(f"model.init {path}: cannot parse ({err})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"model.init {path}: expected a mapping of SpeechLMConfig fields")
-        return SpeechLM.from_config(SpeechLMConfig.from_dict(data, source=str(path)), seed=cfg.model.seed)
+    if init in NAMED_CONFIGS or path.is_file():
+        return SpeechLM.from_config(named_or_file_config(init), seed=cfg.model.seed)
     if not path.exists() and "/" not in init:
         raise ConfigError(f"model.init: {init!r} is not a named size ({', '.join(NAMED_CONFIGS)}), a config file or a model directory")
     return SpeechLM.from_pretrained(init)

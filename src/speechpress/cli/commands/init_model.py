@@ -29,31 +29,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_config(spec: str):
-    import json
-
-    import yaml
-
-    from speechpress.errors import ConfigError
-    from speechpress.model.config import NAMED_CONFIGS, SpeechLMConfig
-
-    if spec in NAMED_CONFIGS:
-        return NAMED_CONFIGS[spec]
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"{spec}: not a named config ({', '.join(NAMED_CONFIGS)}) and no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot parse ({err})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of SpeechLMConfig fields")
-    return SpeechLMConfig.from_dict(data, source=str(path))
-
-
 def run(args) -> int:
     from speechpress.errors import ConfigError
+    from speechpress.model.config import named_or_file_config
     from speechpress.model.speechlm import SpeechLM
 
     out = Path(args.out)
@@ -68,7 +46,7 @@ def run(args) -> int:
             shutil.rmtree(out)
         model = SpeechLM.from_pretrained(_write_tiny(TINY_BUILDERS[args.backend], out, args.seed))
     else:
-        model = SpeechLM.from_config(load_config(args.config), seed=args.seed)
+        model = SpeechLM.from_config(named_or_file_config(args.config), seed=args.seed)
         model.save_pretrained(out)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote a random-weight model ({n / 1e6:.2f}M parameters) to {out}; its answers are gibberish until trained")

@@ -94,9 +94,9 @@ def resolve_config(spec: str):
         data.pop(MARKER_KEY)
         return SpeechLMConfig.from_dict(data, source=str(path / CONFIG_NAME)), path
     if spec in NAMED_CONFIGS or path.is_file():
-        from speechpress.cli.commands.init_model import load_config
+        from speechpress.model.config import named_or_file_config
 
-        return load_config(spec), None
+        return named_or_file_config(spec), None
     raise ConfigError(
         f"unknown model config {spec!r}: not a model card ({', '.join(sorted(MODEL_CARDS))}), a named config "
         f"({', '.join(NAMED_CONFIGS)}), a model directory or a config file"
