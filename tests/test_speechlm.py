@@ -86,6 +86,25 @@ def test_save_load_round_trip_same_logits(tmp_path):
     assert torch.equal(before, after)
 
 
+def test_fp16_storage_halves_the_file_and_loads_the_rounded_weights(tmp_path):
+    import copy
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "fp32")
+    model.save_pretrained(tmp_path / "fp16", dtype="fp16")
+    size32, size16 = ((tmp_path / d / "model.safetensors").stat().st_size for d in ("fp32", "fp16"))
+    assert 0.45 < size16 / size32 < 0.55
+    rounded = copy.deepcopy(model)
+    for p in rounded.parameters():
+        p.data = p.data.half().float()
+    loaded = SpeechLM.from_pretrained(tmp_path / "fp16")
+    assert loaded.dtype == torch.float32
+    x = speech(5.0)
+    expected = rounded.answer_logits(rounded.prefill(x), "Who?", "Maria")
+    assert torch.equal(loaded.answer_logits(loaded.prefill(x), "Who?", "Maria"), expected)
+    assert not torch.equal(model.answer_logits(model.prefill(x), "Who?", "Maria"), expected)  # rounding is real
+
+
 def test_model_dir_that_is_not_a_model(tmp_path):
     with pytest.raises(ModelLoadError, match="no such model directory"):
         SpeechLM.from_pretrained(tmp_path / "missing")

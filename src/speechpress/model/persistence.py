@@ -34,14 +34,22 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def save_model(model, directory: str | os.PathLike) -> None:
+def save_model(model, directory: str | os.PathLike, dtype=None) -> None:
     from speechpress import __version__
+
+    stored = model
+    if dtype not in (None, "auto"):
+        import copy
+
+        from speechpress.model.backends.base import torch_dtype
+
+        stored = copy.deepcopy(model).to(torch_dtype(dtype))
 
     def write(tmp: Path) -> None:
         data = model.config.to_dict()
         data_with_marker = {**data, MARKER_KEY: __version__}
         (tmp / CONFIG_NAME).write_text(json.dumps(data_with_marker, indent=2, sort_keys=True) + "\n")
-        st_save_model(model, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", MARKER_KEY: __version__})
+        st_save_model(stored, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", MARKER_KEY: __version__})
         model.tokenizer.save_pretrained(str(tmp))
 
     write_model_dir(directory, write)

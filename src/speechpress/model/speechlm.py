@@ -124,11 +124,13 @@ class SpeechLM(nn.Module):
             torch.manual_seed(seed)
         return cls(config, tokenizer)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """config.json + model.safetensors + tokenizer files; written beside, then moved in (never half-written)."""
+    def save_pretrained(self, directory: str | Path, dtype=None) -> None:
+        """config.json + model.safetensors + tokenizer files; written beside, then moved in (never half-written).
+        ``dtype`` ("fp16", "bf16") stores the weights at that precision, half the size; loading casts them back to
+        the model's fp32 unless ``from_pretrained(dtype=...)`` asks otherwise."""
         from speechpress.model.persistence import save_model
 
-        save_model(self, directory)
+        save_model(self, directory, dtype=dtype)
 
     @classmethod
     def from_pretrained(
