@@ -125,6 +125,16 @@ def save_presses(model, directory: Path) -> None:
     save_model(model.presses, str(directory / PRESSES_WEIGHTS))
 
 
+def finish_loading(model, directory: Path, device=None):
+    """What every backend does after building its model: check the feature extractor, load trained presses,
+    move to the device, eval mode."""
+    check_feature_extractor(directory, model.config.num_mel_bins)
+    load_presses(model, directory)
+    if device:
+        model.to(device)
+    return model.eval()
+
+
 def load_presses(model, directory: Path) -> None:
     from safetensors.torch import load_model
 

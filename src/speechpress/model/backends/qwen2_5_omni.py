@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from speechpress.errors import ModelLoadError
-from speechpress.model.backends.base import CausalLMView, check_feature_extractor, load_presses, load_tokenizer, torch_dtype
+from speechpress.model.backends.base import CausalLMView, finish_loading, load_tokenizer, torch_dtype
 from speechpress.model.backends.qwen2_audio import encoder_config_dict, special_tokens, stop_ids, text_config_dict
 from speechpress.model.config import SpeechLMConfig
 from speechpress.model.lengths import tokens_for_mel_frames
@@ -78,8 +78,4 @@ class Qwen25OmniSpeechLM(SpeechLM):
         except Exception as err:
             raise ModelLoadError(f"{directory}: cannot load the Qwen2.5-Omni checkpoint ({type(err).__name__}: {err})") from None
         model = cls(thinker, tokenizer, system_prompt=system_prompt)
-        check_feature_extractor(directory, model.config.num_mel_bins)
-        load_presses(model, directory)
-        if device:
-            model.to(device)
-        return model.eval()
+        return finish_loading(model, directory, device)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from speechpress.errors import ModelLoadError
-from speechpress.model.backends.base import CausalLMView, check_feature_extractor, load_presses, load_tokenizer, torch_dtype
+from speechpress.model.backends.base import CausalLMView, finish_loading, load_tokenizer, torch_dtype
 from speechpress.model.config import SpeechLMConfig
 from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_mel_frames
 from speechpress.model.speechlm import SpeechLM
@@ -103,8 +103,4 @@ class Qwen2AudioSpeechLM(SpeechLM):
         except Exception as err:
             raise ModelLoadError(f"{directory}: cannot load the Qwen2-Audio checkpoint ({type(err).__name__}: {err})") from None
         model = cls(hf_model, tokenizer, system_prompt=system_prompt)
-        check_feature_extractor(directory, model.config.num_mel_bins)
-        load_presses(model, directory)
-        if device:
-            model.to(device)
-        return model.eval()
+        return finish_loading(model, directory, device)
