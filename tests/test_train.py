@@ -209,3 +209,36 @@ def test_pack_utterances_joins_consecutive_utterances_up_to_the_limit():
     assert pack_utterances(spans, None) == spans
     assert pack_utterances(spans, 10.0) == [(0.5, 9.0, "a b c"), (9.2, 31.0, "d e"), (31.5, 33.0, "f")]
     assert pack_utterances(spans, 30.0) == [(0.5, 9.0, "a b c"), (9.2, 33.0, "d e f")]
+
+
+def test_slice_recordings_cuts_clips_from_one_encoding_per_recording(corpus, tmp_path):
+    """data.slice_recordings: each recording is encoded once, in inference's 30 s windows, and an utterance
+    clip gets exactly the tokens of that encoding whose span middles fall inside it, with clip-relative spans."""
+    from speechpress.model.config import named_or_file_config
+    from speechpress.model.speechlm import SpeechLM
+    from speechpress.train.config import DataSection
+    from speechpress.train.data import AudioStore, FrameCache, load_training_set
+    from speechpress.train.recipes import AudioFrontend
+
+    model = SpeechLM.from_config(named_or_file_config("tiny"), seed=0).eval()
+    examples = load_training_set(DataSection(train=[str(corpus)], utterances=True, max_duration=12.0)).examples
+    recordings = {ex.audio for ex in examples}
+    cache = FrameCache(tmp_path, "fp")
+    frontend = AudioFrontend(model, AudioStore(), cache, slice_recordings=True)
+    rows = frontend.frozen_tokens(examples)
+    assert cache.misses == len(recordings) and cache.hits == len(examples) - len(recordings)
+    rate = model.config.tokens_per_second
+    for ex, (frames, spans) in zip(examples, rows):
+        whole = model.encode(frontend.store.recording(ex.audio))
+        middle = whole.spans[0].mean(dim=1)
+        inside = (middle >= ex.offset) & (middle < ex.offset + ex.duration)
+        assert torch.equal(frames, whole.embeddings[0][inside].float())
+        assert abs(frames.shape[0] - ex.duration * rate) <= 1.0
+        assert spans.min() >= -1 / rate and spans.max() <= ex.duration + 1 / rate
+    # A fresh frontend reads the same tokens back from the disk cache without encoding anything.
+    again = AudioFrontend(model, AudioStore(), FrameCache(tmp_path, "fp"), slice_recordings=True)
+    first = again.frozen_tokens(examples[:3])
+    assert again.cache.misses == 0 and all(torch.equal(a[0], b[0]) for a, b in zip(first, rows[:3]))
+    short = examples[0].__class__(**{**examples[0].__dict__, "duration": 0.001})
+    with pytest.raises(ConfigError, match="holds no audio token"):
+        frontend.recording_slice(short)

@@ -46,6 +46,10 @@ class DataSection:
     max_answer_tokens: int = 256  # longer answers are skipped, never truncated
     max_examples: int | None = None  # first N after filtering (for quick runs)
     cache_dir: str | None = None  # encoder-output cache, used while the encoder is frozen; None = in memory only
+    # With a frozen encoder: encode each whole recording once, in the fixed 30 s windows inference uses, and cut
+    # every clip's tokens out of it (by their time spans), instead of running a 30 s window per clip. A short
+    # clip then costs its own length, not a padded 30 s window, and sees the encoder context it has at inference.
+    slice_recordings: bool = False
 
 
 @dataclass

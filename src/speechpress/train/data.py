@@ -166,18 +166,21 @@ class AudioStore:
         self._files: OrderedDict[str, np.ndarray] = OrderedDict()
         self._held = 0
 
-    def clip(self, ex: TrainExample) -> np.ndarray:
+    def recording(self, path: str) -> np.ndarray:
         from speechpress.audio import load_audio
 
-        if ex.audio not in self._files:
-            samples = load_audio(ex.audio, target_rate=self.sample_rate).samples
-            self._files[ex.audio] = samples
+        if path not in self._files:
+            samples = load_audio(path, target_rate=self.sample_rate).samples
+            self._files[path] = samples
             self._held += len(samples)
             while self._held > self.max_samples and len(self._files) > 1:
                 _, old = self._files.popitem(last=False)
                 self._held -= len(old)
-        self._files.move_to_end(ex.audio)
-        samples = self._files[ex.audio]
+        self._files.move_to_end(path)
+        return self._files[path]
+
+    def clip(self, ex: TrainExample) -> np.ndarray:
+        samples = self.recording(ex.audio)
         start = int(round(ex.offset * self.sample_rate))
         stop = min(len(samples), start + int(round(ex.duration * self.sample_rate)))
         if stop <= start:

@@ -56,8 +56,9 @@ def causal_lm(llm: nn.Module) -> nn.Module:
 class AudioFrontend:
     """Clips -> encoder tokens with spans, through the frame cache while the encoder is frozen."""
 
-    def __init__(self, model, store: AudioStore, cache: FrameCache | None):
+    def __init__(self, model, store: AudioStore, cache: FrameCache | None, slice_recordings: bool = False):
         self.model, self.store, self.cache = model, store, cache
+        self.slice_recordings = slice_recordings
 
     def windows(self, examples: list[TrainExample]) -> dict:
         """Log-mel windows of every clip, stacked: what a trainable encoder needs inside ``forward``."""
@@ -92,6 +93,8 @@ class AudioFrontend:
     @torch.no_grad()
     def frozen_tokens(self, examples: list[TrainExample]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Encoder outputs of a frozen encoder, computed once per clip and then read from the cache."""
+        if self.slice_recordings:
+            return [self.recording_slice(ex) for ex in examples]
         out = []
         for ex in examples:
             hit = self.cache.get(ex.clip_key) if self.cache is not None else None
@@ -104,6 +107,26 @@ class AudioFrontend:
                     self.cache.put(ex.clip_key, *hit)
             out.append(hit)
         return out
+
+    @torch.no_grad()
+    def recording_slice(self, ex: TrainExample) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens of ``ex``'s stretch cut from its whole recording's encoding (spans made clip-relative).
+
+        A token belongs to the clip when the middle of its span lies inside the clip, so consecutive clips
+        share no token and miss none."""
+        key = f"{ex.audio}|recording"
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is None:
+            tokens = self.model.encode(self.store.recording(ex.audio))
+            hit = (tokens.embeddings[0].float().cpu(), tokens.spans[0].cpu())
+            if self.cache is not None:
+                self.cache.put(key, *hit)
+        frames, spans = hit
+        middle = spans.mean(dim=1)
+        inside = (middle >= ex.offset) & (middle < ex.offset + ex.duration)
+        if not bool(inside.any()):
+            raise ConfigError(f"{ex.id}: the clip at {ex.offset:.3f} s of {ex.audio} holds no audio token (too short)")
+        return frames[inside], spans[inside] - ex.offset
 
 
 class Objective(nn.Module):
@@ -332,7 +355,7 @@ def build_objective(cfg, model, store: AudioStore, cache: FrameCache | None) -> 
         apply_lora(cfg, model)
     model.requires_grad_(False)
     train_encoder = "encoder" in wanted
-    frontend = AudioFrontend(model, store, None if train_encoder else cache)
+    frontend = AudioFrontend(model, store, None if train_encoder else cache, cfg.data.slice_recordings and not train_encoder)
     if cfg.recipe == "ctc":
         objective: Objective = CTCObjective(model, frontend, cfg.train.ctc_frames)
     else:
