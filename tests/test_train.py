@@ -242,3 +242,21 @@ def test_slice_recordings_cuts_clips_from_one_encoding_per_recording(corpus, tmp
     short = examples[0].__class__(**{**examples[0].__dict__, "duration": 0.001})
     with pytest.raises(ConfigError, match="holds no audio token"):
         frontend.recording_slice(short)
+
+
+def test_utterances_keep_every_question_row_whatever_the_manifest_order(corpus, tmp_path):
+    """With data.utterances, asr_short rows become the utterance clips and every other row stays, even the first
+    row of a recording (an earlier version dropped it)."""
+    from speechpress.train.config import DataSection
+    from speechpress.train.data import load_training_set
+
+    rows = [json.loads(line) for line in corpus.read_text().splitlines()]
+    for r in rows:
+        r["audio"] = str(corpus.parent / r["audio"])
+    reordered = tmp_path / "reordered.jsonl"
+    reordered.write_text("".join(json.dumps(r) + "\n" for r in sorted(rows, key=lambda r: r["task"] == "asr_short")))
+    for manifest in (corpus, reordered):
+        examples = load_training_set(DataSection(train=[str(manifest)], utterances=True, max_duration=12.0)).examples
+        ids = {e.id for e in examples if not e.id.split("-")[-1].startswith("u")}
+        assert ids == {r["id"] for r in rows if r["task"] != "asr_short" and r["duration"] <= 12.0}
+        assert sum(e.task == "asr_short" for e in examples) >= sum(r["task"] == "asr_short" for r in rows)

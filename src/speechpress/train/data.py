@@ -71,10 +71,10 @@ def load_training_set(section, tokenizer=None) -> TrainingSet:
                 for start, end, text in pack_utterances(sorted(spans), section.pack_seconds):
                     rows.append(TrainExample(f"{rec}-u{start:.3f}", str(ex.audio), start, round(end - start, 3), "asr_short", ASR_PROMPT, text))
                 if ex.task == "asr_short":
-                    continue  # its utterance is among the expanded ones
-            if not rows:
+                    ex = None  # its utterance is among the expanded ones
+            if ex is not None:
                 duration = ex.duration if ex.duration is not None else _file_seconds(ex.audio) - ex.offset
-                rows = [TrainExample(ex.id, str(ex.audio), float(ex.offset), float(duration), ex.task, ex.text_prompt(), ex.answer)]
+                rows.append(TrainExample(ex.id, str(ex.audio), float(ex.offset), float(duration), ex.task, ex.text_prompt(), ex.answer))
             for row in rows:
                 if section.tasks and row.task not in section.tasks:
                     continue
