@@ -34,8 +34,8 @@ def register(sub) -> None:
         nargs="+",
         default=None,
         metavar="SPEC",
-        help="compressed settings to compare with none (default: sst:8 and avgpool:4 if the model holds a trained "
-        "SST, else avgpool:4 and random:4)",
+        help="compressed settings to compare with none (default: the model's trained presses, sst:8 and hfq@1.67, "
+        "then avgpool:4; a model without trained presses: avgpool:4 and random:4)",
     )
     p.add_argument("--keep", default=None, metavar="DIR", help="write the recording and its questions here instead of a temporary folder")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
@@ -59,7 +59,7 @@ def run(args) -> int:
         raise ConfigError(f"{BUNDLED}: the bundled speechpress-tiny model is missing from this install; pass --model DIR")
     start = time.perf_counter()
     model = SpeechLM.from_pretrained(model_dir, device=args.device or default_device())
-    presses = args.press or (["sst:8", "avgpool:4"] if "sst" in model.presses else ["avgpool:4", "random:4"])
+    presses = args.press or default_presses(model)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) if args.keep else Path(tmp)
         report = synthesize(out, args.seed, split="test", durations=[args.minutes * 60], tasks=list(DEMO_TASKS))
@@ -84,6 +84,12 @@ def run(args) -> int:
             results.append((spec, answers, correct, seconds, kv))
     _print(examples, results, peak_memory_bytes(model.device))
     return 0
+
+
+def default_presses(model) -> list[str]:
+    """The model's trained presses at their headline settings, then a training-free one for comparison."""
+    trained = [spec for name, spec in (("sst", "sst:8"), ("hfq", "hfq@1.67")) if name in model.presses]
+    return [*trained, "avgpool:4"] if trained else ["avgpool:4", "random:4"]
 
 
 def _correct(example, prediction: str) -> bool:
