@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def add_press_args(p, default: str = "identity") -> None:
@@ -50,12 +51,13 @@ def _parse_value(text: str):
     return text
 
 
-def add_model_args(p, required: bool = True) -> None:
+def add_model_args(p) -> None:
     p.add_argument(
         "--model",
-        required=required,
-        help="model directory (from `speechpress init-model` or training), a Qwen2-Audio or Qwen2.5-Omni checkpoint "
-        "directory, or a hub id of either (e.g. Qwen/Qwen2-Audio-7B-Instruct; needs a network the first time)",
+        default=None,
+        help="model directory (from training or `speechpress init-model`), a Qwen2-Audio or Qwen2.5-Omni checkpoint "
+        "directory, or a hub id of either (e.g. Qwen/Qwen2-Audio-7B-Instruct; needs a network the first time); "
+        "default: the bundled speechpress-tiny",
     )
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="weights dtype (default: the checkpoint's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
@@ -86,10 +88,22 @@ def generation_kwargs(args) -> dict:
     )
 
 
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "speechpress-tiny"
+
+
+def bundled_model(path: Path = BUNDLED_MODEL) -> Path:
+    """The speechpress-tiny checkpoint shipped inside the package (the default ``--model``)."""
+    from speechpress.errors import ConfigError
+
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{path}: the bundled speechpress-tiny model is missing from this install; pass --model DIR")
+    return path
+
+
 def load_model(args):
     from speechpress.model.speechlm import SpeechLM, default_device
 
-    return SpeechLM.from_pretrained(args.model, device=args.device or default_device(), dtype=getattr(args, "dtype", "auto"))
+    return SpeechLM.from_pretrained(args.model or bundled_model(), device=args.device or default_device(), dtype=getattr(args, "dtype", "auto"))
 
 
 def emit_json(obj) -> None:

@@ -11,8 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from speechpress.cli.common import BUNDLED_MODEL as BUNDLED
+from speechpress.cli.common import bundled_model
+
 DEMO_TASKS = ("sir", "speaker_count", "speaker_attribution", "temporal_order", "speaker_gender")
-BUNDLED = Path(__file__).resolve().parents[2] / "assets" / "speechpress-tiny"
 
 
 def register(sub) -> None:
@@ -54,9 +56,7 @@ def run(args) -> int:
 
     if args.minutes <= 0:
         raise ConfigError("--minutes must be positive")
-    model_dir = Path(args.model) if args.model else BUNDLED
-    if args.model is None and not (BUNDLED / "config.json").exists():
-        raise ConfigError(f"{BUNDLED}: the bundled speechpress-tiny model is missing from this install; pass --model DIR")
+    model_dir = Path(args.model) if args.model else bundled_model(BUNDLED)
     start = time.perf_counter()
     model = SpeechLM.from_pretrained(model_dir, device=args.device or default_device())
     presses = args.press or default_presses(model)
