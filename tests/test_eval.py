@@ -311,3 +311,13 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_written(case, tmp_path, 
     if case == "unknown benchmark":
         assert "unknown benchmark" in line
     assert not any(p.is_file() for p in out.rglob("*")) if out.exists() else True
+
+
+def test_model_label_names_training_outputs_after_their_run(tmp_path):
+    from speechpress.evaluate.runner import model_label
+
+    (tmp_path / "phase3" / "model").mkdir(parents=True)
+    (tmp_path / "speechpress-tiny").mkdir()
+    assert model_label(str(tmp_path / "phase3" / "model")) == "phase3"
+    assert model_label(str(tmp_path / "speechpress-tiny")) == "speechpress-tiny"
+    assert model_label("Qwen/Qwen2-Audio-7B-Instruct") == "Qwen--Qwen2-Audio-7B-Instruct"

@@ -192,8 +192,13 @@ def check_model_path(model: str) -> None:
 
 
 def model_label(model: str) -> str:
+    """A model directory's name; a training output (``RUN/model``) is named after its run, since every run's
+    model folder is called ``model``."""
     path = Path(model)
-    return _slug(path.name if path.exists() else str(model).replace("/", "--"))
+    if not path.exists():
+        return _slug(str(model).replace("/", "--"))
+    path = path.resolve() if path.name in ("", ".", "..") else path
+    return _slug(path.parent.name if path.name == "model" and path.parent.name else path.name)
 
 
 # ------------------------------------------------------------------------------------------------ metrics
