@@ -92,7 +92,8 @@ class AudioFrontend:
 
     @torch.no_grad()
     def frozen_tokens(self, examples: list[TrainExample]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Encoder outputs of a frozen encoder, computed once per clip and then read from the cache."""
+        """Encoder outputs of a frozen encoder, computed once per clip (or, with ``slice_recordings``, once per
+        recording and cut per clip) and then read from the cache."""
         if self.slice_recordings:
             return [self.recording_slice(ex) for ex in examples]
         out = []
