@@ -12,7 +12,7 @@ from speechpress.cli import main
 from speechpress.cli.commands.demo import BUNDLED, default_presses
 from speechpress.model.speechlm import SpeechLM
 
-CER_LIMIT = 0.5  # measured 0.22 on these six utterances (torch 2.13 CPU)
+CER_LIMIT = 0.5  # measured 0.22 on these six utterances (torch 2.13 CPU); random weights of this shape: 3.28
 
 
 @pytest.fixture(scope="module")
