@@ -59,6 +59,8 @@ def load_training_set(section, tokenizer=None) -> TrainingSet:
             raise DataError(f"{manifest}: training manifest not found")
         for ex in load_manifest(manifest):
             rows = []
+            # With utterances, an asr_short row is among the expanded utterance clips; every other row stays.
+            keep_row = not (section.utterances and ex.task == "asr_short")
             if section.utterances:
                 spans = []
                 for u in (ex.metadata or {}).get("utterances") or []:
@@ -70,9 +72,7 @@ def load_training_set(section, tokenizer=None) -> TrainingSet:
                 rec = (ex.metadata or {}).get("recording", Path(ex.audio).stem)
                 for start, end, text in pack_utterances(sorted(spans), section.pack_seconds):
                     rows.append(TrainExample(f"{rec}-u{start:.3f}", str(ex.audio), start, round(end - start, 3), "asr_short", ASR_PROMPT, text))
-                if ex.task == "asr_short":
-                    ex = None  # its utterance is among the expanded ones
-            if ex is not None:
+            if keep_row:
                 duration = ex.duration if ex.duration is not None else _file_seconds(ex.audio) - ex.offset
                 rows.append(TrainExample(ex.id, str(ex.audio), float(ex.offset), float(duration), ex.task, ex.text_prompt(), ex.answer))
             for row in rows:
