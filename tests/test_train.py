@@ -94,6 +94,43 @@ def test_resume_reproduces_the_uninterrupted_run(corpus, frame_cache, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_checkpoints_hold_no_pickle_and_a_planted_pickle_never_runs(corpus, frame_cache, tmp_path):
+    """A shared checkpoint must not be able to run code: its state is safetensors + JSON, and a pickle file
+    planted in it (as an older speechpress wrote them) is refused by name, never unpickled."""
+    settings = {"train": {"steps": 4, "checkpoint_every": 2, "trainable": ["projector"]}}
+    run = tmp_path / "run"
+    train(load_config(data=base(corpus, run, frame_cache, **settings)), stop_after=2, log=lambda *_: None)
+    ckpt = run / "checkpoints" / "step-0000002"
+    assert sorted(p.suffix for p in ckpt.iterdir()) == [".json"] * 4 + [".safetensors"] * 4
+    assert {p.stem for p in ckpt.glob("*.safetensors")} == {"trainable", "optimizer-0", "scheduler", "rng-0"}
+
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (ckpt / "scheduler.json").unlink()
+    (ckpt / "scheduler.safetensors").unlink()
+    torch.save({"x": Payload()}, ckpt / "scheduler.pt")
+    with pytest.raises(ConfigError, match=r"scheduler\.pt: a pickle checkpoint file"):
+        train(load_config(data=base(corpus, run, frame_cache, **settings)), log=lambda *_: None)
+    assert not marker.exists()
+
+
+def test_a_damaged_checkpoint_state_is_a_clear_error(corpus, frame_cache, tmp_path):
+    settings = {"train": {"steps": 4, "checkpoint_every": 2, "trainable": ["projector"]}}
+    run = tmp_path / "run"
+    train(load_config(data=base(corpus, run, frame_cache, **settings)), stop_after=2, log=lambda *_: None)
+    ckpt = run / "checkpoints" / "step-0000002"
+    (ckpt / "optimizer-0.json").write_text('{"format": "speechpress-state/1", "state": {"__tensor__": "t999"}}')
+    with pytest.raises(ConfigError, match=r"optimizer-0\.json: refers to a tensor 't999'"):
+        train(load_config(data=base(corpus, run, frame_cache, **settings)), log=lambda *_: None)
+    (ckpt / "optimizer-0.safetensors").write_bytes(b"\x00" * 7)
+    with pytest.raises(ConfigError, match=r"unreadable checkpoint state"):
+        train(load_config(data=base(corpus, run, frame_cache, **settings)), log=lambda *_: None)
+
+
 def test_sampler_shards_are_disjoint_and_cover_the_global_batch():
     single = StepSampler(10, 4, seed=3)
     ranks = [StepSampler(10, 4, seed=3, world_size=2, rank=r, grad_accum=2) for r in range(2)]

@@ -29,6 +29,7 @@ import torch
 
 from speechpress.errors import ConfigError, DataError
 from speechpress.train.config import TrainConfig
+from speechpress.train.state_files import load_state, save_state
 
 CHECKPOINTS = "checkpoints"
 LOG_NAME = "log.jsonl"
@@ -260,7 +261,8 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(root: Path, step: int, objective, named, optimizer, scheduler, accelerator, cfg: TrainConfig) -> Path:
-    """Trainable weights (safetensors), optimizer, scheduler, RNG per rank and the step, written atomically."""
+    """Trainable weights, optimizer, scheduler, RNG per rank and the step, written atomically; safetensors and
+    JSON only (``state_files``), so loading a shared checkpoint cannot run code."""
     from safetensors.torch import save_file
 
     main, rank = accelerator.is_main_process, accelerator.process_index
@@ -270,17 +272,17 @@ def save_checkpoint(root: Path, step: int, objective, named, optimizer, schedule
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    torch.save(_rng_state(), tmp / f"rng-{rank}.pt")
+    save_state(_rng_state(), tmp, f"rng-{rank}")
     fsdp = cfg.train.distributed == "fsdp" and accelerator.num_processes > 1
     if fsdp:
-        torch.save(optimizer.state_dict(), tmp / f"optimizer-{rank}.pt")
+        save_state(optimizer.state_dict(), tmp, f"optimizer-{rank}")
     accelerator.wait_for_everyone()
     if main:
         weights = {n: p.detach().to("cpu").contiguous().clone() for n, p in named}
         save_file(weights, str(tmp / "trainable.safetensors"), metadata={"step": str(step)})
         if not fsdp:
-            torch.save(optimizer.state_dict(), tmp / "optimizer-0.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            save_state(optimizer.state_dict(), tmp, "optimizer-0")
+        save_state(scheduler.state_dict(), tmp, "scheduler")
         state = {"step": step, "world_size": accelerator.num_processes, "recipe": cfg.recipe, "seed": cfg.seed,
                  "batch_size": cfg.train.batch_size, "fsdp": fsdp}
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -309,12 +311,10 @@ def load_checkpoint(path: Path, objective, named, optimizer, scheduler, rank: in
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(weights[n].to(p.device, p.dtype))
-    opt_file = path / (f"optimizer-{rank}.pt" if state.get("fsdp") else "optimizer-0.pt")
-    optimizer.load_state_dict(torch.load(opt_file, map_location="cpu", weights_only=False))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    rng = path / f"rng-{rank}.pt"
-    if rng.is_file() and state["world_size"] == world:
-        _set_rng_state(torch.load(rng, weights_only=False))
+    optimizer.load_state_dict(load_state(path, f"optimizer-{rank}" if state.get("fsdp") else "optimizer-0"))
+    scheduler.load_state_dict(load_state(path, "scheduler"))
+    if state["world_size"] == world and ((path / f"rng-{rank}.json").is_file() or (path / f"rng-{rank}.pt").is_file()):
+        _set_rng_state(load_state(path, f"rng-{rank}"))
     return int(state["step"])
 
 
