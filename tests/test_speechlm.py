@@ -32,6 +32,33 @@ def test_padding_of_last_window_never_becomes_tokens():
     assert int(tokens.lengths[0]) == 750 + 25
 
 
+@pytest.mark.parametrize("seconds", [0.5, 30.0, 31.27])
+def test_stacked_pooling_concatenates_each_group_of_frames(seconds):
+    """encoder_pool_mode="stack": token i is [frame 2i, frame 2i+1] of the encoder output (a short tail repeats its
+    last frame), with the same count and spans as mean pooling; the projector reads twice the width."""
+    import dataclasses
+
+    from speechpress.model.config import TINY
+    from speechpress.model.lengths import encoder_frames_for_mel_frames
+    from speechpress.features import iter_feature_windows
+
+    mean = SpeechLM.from_config(TINY, seed=0)
+    stack = SpeechLM.from_config(dataclasses.replace(TINY, encoder_pool_mode="stack"), seed=0)
+    assert stack.config.encoder_output_dim == 128 and stack.projector.in_features == 128
+    x = speech(seconds)
+    with torch.no_grad():
+        a, b = mean.encode(x), stack.encode(x)
+        window = next(iter(iter_feature_windows(x, 80, 30.0, 16000, 1)))[0]
+        frames = stack.encoder(window.features[None]).last_hidden_state[0, : encoder_frames_for_mel_frames(window.valid_frames)]
+    assert torch.equal(a.lengths, b.lengths) and torch.equal(a.spans, b.spans)
+    n = frames.shape[0]
+    assert torch.allclose(b.embeddings[0, 0], torch.cat([frames[0], frames[1]]), atol=1e-6)
+    last = (n - 1) // 2 if n % 2 else n // 2 - 1
+    tail = torch.cat([frames[2 * last], frames[min(2 * last + 1, n - 1)]])
+    assert torch.allclose(b.embeddings[0, last], tail, atol=1e-6)
+    assert torch.allclose(a.embeddings[0, 0], (frames[0] + frames[1]) / 2, atol=1e-6)
+
+
 def test_compress_once_ask_many_equals_separate_prefills():
     model = tiny_model()
     x = speech(8.0)

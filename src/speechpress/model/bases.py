@@ -25,8 +25,8 @@ _DROP_LLM_KEYS = ("architectures", "transformers_version", "torch_dtype", "dtype
 ADDED_ROWS = ".added_rows"  # suffix of the stored embedding rows the tokenizer added beyond the base vocabulary
 
 
-def compose(cls, encoder: str, llm: str, projector: str = "mlp", encoder_pool: int = 2, system_prompt: str | None = None,
-            seed: int = 0, log=None):
+def compose(cls, encoder: str, llm: str, projector: str = "mlp", encoder_pool: int = 2, encoder_pool_mode: str = "mean",
+            system_prompt: str | None = None, seed: int = 0, log=None):
     """A SpeechLM of pretrained parts: the Whisper encoder's own weights, the LLM with its tokenizer, the audio
     special tokens added (new embedding rows, initialised to the mean embedding) and a fresh projector."""
     from transformers import AutoConfig, AutoTokenizer, WhisperConfig
@@ -46,7 +46,8 @@ def compose(cls, encoder: str, llm: str, projector: str = "mlp", encoder_pool: i
     except Exception as err:
         raise ModelLoadError(f"{lm.path}: cannot load the LLM's tokenizer ({type(err).__name__}: {err})") from None
     base_vocab = int(llm_cfg["vocab_size"])
-    config = SpeechLMConfig(encoder=encoder_cfg, llm=llm_cfg, projector=projector, encoder_pool=encoder_pool)
+    config = SpeechLMConfig(encoder=encoder_cfg, llm=llm_cfg, projector=projector, encoder_pool=encoder_pool,
+                            encoder_pool_mode=encoder_pool_mode)
     if system_prompt is not None:
         config.system_prompt = system_prompt
     tokenizer.add_special_tokens({"additional_special_tokens": [config.audio_bos, config.audio_token, config.audio_eos]},

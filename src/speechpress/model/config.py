@@ -30,6 +30,10 @@ class SpeechLMConfig:
     # What pooling does with a window's last incomplete group of frames: "keep" averages it alone (speechpress
     # models), "drop" discards it (torch AvgPool1d, as in Qwen2-Audio and Qwen2.5-Omni). Token counts follow it.
     encoder_pool_tail: str = "keep"
+    # How a group of ``encoder_pool`` frames becomes one token: "mean" averages them (Qwen2-Audio's AvgPool1d);
+    # "stack" concatenates them (width x encoder_pool, as many adapter-based speech LLMs do), which keeps the
+    # order inside the group for the projector to read. Token counts and spans are the same either way.
+    encoder_pool_mode: str = "mean"
     # Who built the weights: "speechpress" (this package's own SpeechLM) or a transformers backend
     # ("qwen2_audio", "qwen2_5_omni"); see speechpress.model.backends.
     backend: str = "speechpress"
@@ -55,7 +59,9 @@ class SpeechLMConfig:
     @property
     def encoder_output_dim(self) -> int:
         """Width of the tokens the encoder hands to encoder-space presses (``output_dim`` when it projects itself)."""
-        return int(self.encoder.get("output_dim", self.encoder["d_model"]))
+        if "output_dim" in self.encoder:
+            return int(self.encoder["output_dim"])
+        return int(self.encoder["d_model"]) * (self.encoder_pool if self.encoder_pool_mode == "stack" else 1)
 
     @property
     def frames_per_second(self) -> float:
@@ -85,6 +91,8 @@ class SpeechLMConfig:
             raise ConfigError(f"{source}: llm needs a model_type (e.g. 'qwen2')")
         if self.projector not in ("linear", "mlp", "none"):
             raise ConfigError(f"{source}: projector must be 'linear', 'mlp' or 'none', got {self.projector!r}")
+        if self.encoder_pool_mode not in ("mean", "stack"):
+            raise ConfigError(f"{source}: encoder_pool_mode must be 'mean' or 'stack', got {self.encoder_pool_mode!r}")
         if self.encoder_pool_tail not in ("keep", "drop"):
             raise ConfigError(f"{source}: encoder_pool_tail must be 'keep' or 'drop', got {self.encoder_pool_tail!r}")
         if self.backend not in BACKEND_NAMES:

@@ -126,8 +126,8 @@ class SpeechLM(nn.Module):
 
     @classmethod
     def compose(
-        cls, encoder: str, llm: str, projector: str = "mlp", encoder_pool: int = 2, system_prompt: str | None = None,
-        seed: int = 0, log=None,
+        cls, encoder: str, llm: str, projector: str = "mlp", encoder_pool: int = 2, encoder_pool_mode: str = "mean",
+        system_prompt: str | None = None, seed: int = 0, log=None,
     ) -> "SpeechLM":
         """A model of pretrained parts: ``encoder`` a Whisper source, ``llm`` a causal-LM source (short names such
         as "whisper-base" and "smollm2-135m-instruct", directories, CTranslate2 / GGUF files, package:NAME or hub
@@ -135,7 +135,8 @@ class SpeechLM(nn.Module):
         bases, which it names by source and sha256."""
         from speechpress.model.bases import compose
 
-        return compose(cls, encoder, llm, projector=projector, encoder_pool=encoder_pool, system_prompt=system_prompt, seed=seed, log=log)
+        return compose(cls, encoder, llm, projector=projector, encoder_pool=encoder_pool, encoder_pool_mode=encoder_pool_mode,
+                       system_prompt=system_prompt, seed=seed, log=log)
 
     def save_pretrained(self, directory: str | Path, dtype=None) -> None:
         """config.json + model.safetensors + tokenizer files; written beside, then moved in (never half-written).
@@ -236,9 +237,14 @@ class SpeechLM(nn.Module):
         for mel, h in zip(valid_mel_frames, hidden):
             n = encoder_frames_for_mel_frames(mel)
             frames = h[:n]
-            if self.config.encoder_pool > 1:
-                first = torch.arange(tokens_for_mel_frames(mel, self.config)) * self.config.encoder_pool
-                frames = segment_mean(frames, first, torch.clamp(first + self.config.encoder_pool, max=n))
+            pool = self.config.encoder_pool
+            if pool > 1 and self.config.encoder_pool_mode == "stack":
+                count = tokens_for_mel_frames(mel, self.config)
+                index = torch.clamp(torch.arange(count * pool, device=frames.device), max=n - 1)  # a short tail repeats its last frame
+                frames = frames[index].reshape(count, pool * frames.shape[-1])
+            elif pool > 1:
+                first = torch.arange(tokens_for_mel_frames(mel, self.config)) * pool
+                frames = segment_mean(frames, first, torch.clamp(first + pool, max=n))
             out.append(frames)
         return out
 

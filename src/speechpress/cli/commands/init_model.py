@@ -37,6 +37,8 @@ def register(sub) -> None:
     )
     p.add_argument("--projector", choices=["linear", "mlp"], default="mlp", help="projector of a composed model (default mlp)")
     p.add_argument("--encoder-pool", type=int, default=2, help="frames averaged per audio token in a composed model (default 2: 25 tokens/s)")
+    p.add_argument("--encoder-pool-mode", choices=["mean", "stack"], default="mean",
+                   help="composed model: average each group of frames (mean, Qwen2-Audio) or concatenate them (stack)")
     p.add_argument("--out", required=True, help="directory to write")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite an existing model directory")
@@ -60,7 +62,8 @@ def run(args) -> int:
             raise ConfigError("--backend and --encoder/--llm are exclusive")
         import sys
 
-        model = SpeechLM.compose(args.encoder, args.llm, projector=args.projector, encoder_pool=args.encoder_pool, seed=args.seed,
+        model = SpeechLM.compose(args.encoder, args.llm, projector=args.projector, encoder_pool=args.encoder_pool,
+                                 encoder_pool_mode=args.encoder_pool_mode, seed=args.seed,
                                  log=lambda msg: print(msg, file=sys.stderr))
         model.save_pretrained(out)
         trained = sum(p.numel() for p in model.projector.parameters())
