@@ -171,3 +171,14 @@ def test_the_cache_is_converted_once_and_a_damaged_entry_is_rebuilt(tmp_path, mo
 def test_a_hub_id_offline_is_a_clear_error():
     with pytest.raises(ModelLoadError, match="could not be fetched from the hub"):
         resolve_base("speechpress-test/not-a-model")
+
+
+def test_transformers_directories_compose_the_same_model(composed):
+    """A hub download is a transformers directory: composing from such directories (here the cache's own) gives
+    the model that the short names give, with the same checksums recorded."""
+    model, _ = composed
+    enc, lm = resolve_base("whisper-base"), resolve_base("smollm2-135m-instruct")
+    again = SpeechLM.compose(str(enc.path), str(lm.path), seed=0)
+    assert again.config.bases["encoder"]["format"] == again.config.bases["llm"]["format"] == "transformers"
+    a, b = model.state_dict(), again.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
