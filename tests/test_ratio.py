@@ -44,3 +44,13 @@ def test_bad_targets_are_refused():
         target_length(100, None, 0.0, 10.0)
     with pytest.raises(PressError, match=r"\[0, 1\)"):
         ratio_from_fraction_removed(1.0)
+
+
+@pytest.mark.parametrize("spec", ["+", "avgpool:2+", "+avgpool:2", "avgpool:2++sst:4"])
+def test_an_empty_press_name_in_a_chain_is_named_as_such(spec):
+    import re
+
+    from speechpress.presses import parse_press_spec
+
+    with pytest.raises(PressError, match=re.escape(f"empty press name in chain '{spec}'")):
+        parse_press_spec(spec)

@@ -64,6 +64,9 @@ def parse_press_spec(spec: str, ratio: float | None = None, tokens_per_second: f
                 t = float(value)
         except ValueError:
             raise PressError(f"cannot read press {part!r}: expected NAME, NAME:RATIO or NAME@TOKENS_PER_SECOND") from None
+        if not name.strip():
+            where = "chain" if len(parts) > 1 else "press spec"
+            raise PressError(f"empty press name in {where} {spec!r}")
         if r is None and t is None and len(parts) == 1:
             r, t = ratio, tokens_per_second
         elif r is None and t is None:
