@@ -298,3 +298,13 @@ def test_utterances_keep_every_question_row_whatever_the_manifest_order(corpus, 
         ids = {e.id for e in examples if not e.id.split("-")[-1].startswith("u")}
         assert ids == {r["id"] for r in rows if r["task"] != "asr_short" and r["duration"] <= 12.0}
         assert sum(e.task == "asr_short" for e in examples) >= sum(r["task"] == "asr_short" for r in rows)
+
+
+@pytest.mark.parametrize("override,key", [("train.lr=.nan", "train.lr"), ("train.lr=.inf", "train.lr"),
+                                          ("train.max_grad_norm=-.inf", "train.max_grad_norm"),
+                                          ("data.pack_seconds=nan", "data.pack_seconds"),
+                                          ("press.options={interval_tokens: .nan}", "press.options.interval_tokens")])
+def test_non_finite_numbers_are_refused_anywhere_in_the_config(override, key, tmp_path):
+    ok = base(tmp_path / "corpus.jsonl", tmp_path / "out", tmp_path / "cache")
+    with pytest.raises(ConfigError, match=f"{key}: expected a finite number"):
+        load_config(data=ok, overrides=[override])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -256,6 +257,8 @@ def _coerce(tp, value, key: str):
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        for name, item in value.items():
+            _check_finite(item, f"{key}.{name}")
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
@@ -268,17 +271,30 @@ def _coerce(tp, value, key: str):
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
             try:
-                return float(value)
+                return _check_finite(float(value), key)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
+        return _check_finite(float(value), key)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
         return value
     raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
+
+
+def _check_finite(value, key: str):
+    """YAML reads .nan and .inf as floats, and NaN passes every ``<``/``>`` range check below."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check_finite(item, f"{key}.{name}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{key}[{i}]")
+    return value
 
 
 def validate(cfg: TrainConfig) -> None:
