@@ -157,3 +157,29 @@ def test_press_errors():
         model.press_chain("nope")
     with pytest.raises(PressError, match=">= 1"):
         model.press_chain("avgpool", ratio=0.5)
+
+
+@pytest.mark.parametrize("name", ["bad/nonexist", "~/models/tiny", "models\\tiny", "my models/tiny", "runs/x/"])
+def test_a_mistyped_local_path_is_not_sent_to_the_hub(name, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def refuse(*a, **kw):
+        raise AssertionError("sent to the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad").mkdir()  # the first component exists here: a typo in a local path, not a hub id
+    with pytest.raises(ModelLoadError, match="no such model directory"):
+        SpeechLM.from_pretrained(name)
+
+
+def test_a_hub_failure_is_one_line(monkeypatch):
+    import huggingface_hub
+
+    def fail(*a, **kw):
+        raise OSError("Got: ConnectError\nAn error happened while trying to locate the files on the Hub.")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+    with pytest.raises(ModelLoadError, match="could not be fetched") as info:
+        SpeechLM.from_pretrained("nobody-here/no-such-model")
+    assert "\n" not in str(info.value)

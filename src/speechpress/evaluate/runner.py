@@ -179,7 +179,7 @@ def sweep(presses: Sequence[str], ratios: Sequence[float] = (), tokens_per_secon
 def check_model_path(model: str) -> None:
     """Fail before any run starts on a model path that cannot be a model (hub ids are checked when loaded)."""
     from speechpress.errors import ModelLoadError
-    from speechpress.model.persistence import CONFIG_NAME
+    from speechpress.model.persistence import CONFIG_NAME, looks_like_hub_id
 
     path = Path(model)
     if path.exists():
@@ -187,7 +187,7 @@ def check_model_path(model: str) -> None:
             raise ModelLoadError(f"{path}: is a file, not a model directory")
         if not (path / CONFIG_NAME).is_file():
             raise ModelLoadError(f"{path}: not a model directory (no {CONFIG_NAME})")
-    elif str(model).startswith((".", "/")) or str(model).count("/") != 1:
+    elif not looks_like_hub_id(str(model)):
         raise ModelLoadError(f"{path}: no such model directory")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -91,6 +92,15 @@ def write_model_dir(directory: str | os.PathLike, write) -> None:
         raise
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``owner/name`` in the hub's alphabet whose ``owner`` is not a local folder: a missing ``runs/model`` is a
+    typo in a local path, and sending it to the hub only buries that under a download error."""
+    return bool(_HUB_ID.fullmatch(text)) and not Path(text.split("/")[0]).exists()
+
+
 def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
     """A local directory as is; otherwise a hub id, downloaded (guarded: offline gives a clear error)."""
     path = Path(name_or_path)
@@ -99,15 +109,16 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
             raise ModelLoadError(f"{path}: is a file, not a model directory")
         return path
     text = str(name_or_path)
-    if text.count("/") != 1 or text.startswith((".", "/")):
+    if not looks_like_hub_id(text):
         raise ModelLoadError(f"{path}: no such model directory")
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(repo_id=text))
     except Exception as err:  # the hub client raises many types: offline, not found, gated, ...
+        reason = " ".join(str(err).split())  # its messages span lines; the CLI promises one
         raise ModelLoadError(
-            f"{text}: not a local directory and it could not be fetched from the hub ({type(err).__name__}: {err}). "
+            f"{text}: not a local directory and it could not be fetched from the hub ({type(err).__name__}: {reason}). "
             "Offline? Download it once where there is a network, or pass a local directory."
         ) from None
 
