@@ -208,3 +208,20 @@ def test_cli_synth_writes_and_refuses_bad_arguments(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--seed", "1", "--durations", "half an hour"]) == 2
     assert capsys.readouterr().err.startswith("error: cannot read duration")
     assert main(["synth", "--out", str(out), "--seed", "1", "--hours", "-2"]) == 2
+
+
+@pytest.mark.parametrize("line", [1, 2])
+def test_non_utf8_bytes_are_a_data_error_naming_file_and_line(tmp_path, line):
+    _tone(tmp_path / "a.flac", 2.0)
+    rows = [json.dumps(_row(id=i)).encode() for i in "xyz"]
+    rows[line - 1] = rows[line - 1].replace(b"Where?", b"Wh\xffere?")
+    m = tmp_path / "m.jsonl"
+    m.write_bytes(b"\n".join(rows) + b"\n")
+    with pytest.raises(DataError, match=f"{m}:{line}: not UTF-8 text"):
+        load_examples(m)
+    kept = load_examples(m, skip_bad=True)
+    assert len(kept) == 2 and kept.skipped == 1
+    records = tmp_path / "am.json"
+    records.write_bytes(b'[\n  {"path": "a.flac", "question": "Who?",\n   "answer_gt": "A", "note": "\xff"}\n]\n')
+    with pytest.raises(DataError, match=f"{records}:3: not UTF-8 text"):
+        load_audiomarathon(records, "SGR")

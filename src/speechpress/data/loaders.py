@@ -91,24 +91,41 @@ def _resolve(base: Path, rel: str) -> Path:
     return (p if p.is_absolute() else base / p).resolve()
 
 
+def _not_utf8(path: Path, lineno: int, byte: int, column: int) -> DataError:
+    return DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{byte:02x} at byte {column} of the line)")
+
+
+def _text_lines(path: Path):
+    """(line number, text) per line, decoded one at a time so that a stray byte costs its own line, not the file;
+    an undecodable line comes back as a DataError."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield lineno, _not_utf8(path, lineno, raw[err.start], err.start + 1)
+
+
 def _jsonl(path: Path):
     """(line number, row) for each non-blank line; malformed lines come back as a DataError to raise or count."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield where, DataError(f"{where}: malformed JSON ({err.msg} at column {err.colno})")
-                continue
-            if not isinstance(row, dict):
-                yield where, DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-                continue
-            yield where, row
+    for lineno, line in _text_lines(path):
+        where = f"{path}:{lineno}"
+        if isinstance(line, DataError):
+            yield where, line
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            yield where, DataError(f"{where}: malformed JSON ({err.msg} at column {err.colno})")
+            continue
+        if not isinstance(row, dict):
+            yield where, DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            continue
+        yield where, row
 
 
 def _feed(reader: _Reader, path: Path, build):
@@ -231,7 +248,13 @@ def _json_records(path: Path):
     """(where, record) for each record of a JSON list or of DESED's ``{"tasks": [...]}``, with line numbers."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:  # one JSON document: the whole file is unreadable, named at the bad line
+        lineno = data.count(b"\n", 0, err.start) + 1
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise _not_utf8(path, lineno, data[err.start], column) from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
@@ -364,18 +387,18 @@ def detect_format(path: str | os.PathLike) -> str:
         return "audiomarathon"
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    return "manifest"
-                if isinstance(row, dict) and "messages" in row:
-                    return "longspeech"
-                if isinstance(row, dict) and "metric" not in row and "question" in row:
-                    return "spiral"
-                return "manifest"
+    for _, line in _text_lines(path):  # the first readable row decides; a bad one is reported by the loader
+        if isinstance(line, DataError) or not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            return "manifest"
+        if isinstance(row, dict) and "messages" in row:
+            return "longspeech"
+        if isinstance(row, dict) and "metric" not in row and "question" in row:
+            return "spiral"
+        return "manifest"
     return "manifest"
 
 

@@ -160,7 +160,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{p}: no such config file")
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             raise ConfigError(f"{p}: cannot parse YAML ({err})") from None
     data = copy.deepcopy(data) if data is not None else {}
     if not isinstance(data, dict):
