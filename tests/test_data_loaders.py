@@ -210,6 +210,18 @@ def test_cli_synth_writes_and_refuses_bad_arguments(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--seed", "1", "--hours", "-2"]) == 2
 
 
+@pytest.mark.parametrize("field,value", [("duration", float("nan")), ("duration", float("inf")),
+                                         ("offset", float("nan")), ("offset", float("-inf"))])
+def test_non_finite_offsets_and_durations_are_refused(tmp_path, field, value):
+    # json.dumps writes NaN / Infinity literals and json.loads reads them back; NaN passes every range check.
+    _tone(tmp_path / "a.flac", 2.0)
+    m = _jsonl(tmp_path / "m.jsonl", [_row(), _row(id="y", **{field: value}), _row(id="z")])
+    with pytest.raises(DataError, match=f"{m}:2: {field} must be a finite number"):
+        load_examples(m)
+    kept = load_examples(m, skip_bad=True)
+    assert [e.id for e in kept] == ["x", "z"] and kept.skipped == 1
+
+
 @pytest.mark.parametrize("line", [1, 2])
 def test_non_utf8_bytes_are_a_data_error_naming_file_and_line(tmp_path, line):
     _tone(tmp_path / "a.flac", 2.0)

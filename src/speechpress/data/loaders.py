@@ -14,7 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from speechpress.data.schema import LETTERS, METRICS, REQUIRED, TASKS, Example
+from speechpress.data.schema import LETTERS, METRICS, REQUIRED, TASKS, Example, check_span
 from speechpress.errors import DataError
 
 FORMATS = ("manifest", "longspeech", "audiomarathon", "spiral")
@@ -63,10 +63,7 @@ class _Reader:
 
     def audio(self, where: str, path: Path, offset, duration) -> tuple[float, float]:
         """Check the audio exists and the requested stretch lies inside it; returns (offset, duration)."""
-        if not isinstance(offset, (int, float)) or isinstance(offset, bool) or offset < 0:
-            raise DataError(f"{where}: offset must be a number >= 0, got {offset!r}")
-        if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration <= 0):
-            raise DataError(f"{where}: duration must be a number > 0 or null, got {duration!r}")
+        offset, duration = check_span(where, offset, duration)
         if not path.is_file():
             raise DataError(f"{where}: audio file not found: {path}")
         if path not in self._lengths:

@@ -6,8 +6,11 @@ Multiple-choice answers are letters ("A".."D") indexing ``choices``; open answer
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from speechpress.errors import DataError
 
 FIELDS = ("id", "audio", "offset", "duration", "task", "prompt", "choices", "answer", "metric", "metadata")
 REQUIRED = ("id", "audio", "task", "prompt", "answer", "metric")
@@ -50,6 +53,20 @@ TASKS: dict[str, TaskSpec] = {
 }
 SYNTH_TASKS = ("asr_short", "asr_long", "sir", "speaker_count", "speaker_attribution", "temporal_order",
                "mention_count", "speaker_gender", "speaking_rate", "summary")
+
+
+def check_span(where: str, offset, duration) -> tuple[float, float | None]:
+    """A row's ``offset`` (>= 0) and ``duration`` (> 0 or null) as numbers every format must give. Python's json
+    reads NaN and Infinity literals, and NaN passes every comparison, so finiteness is checked first."""
+    if not _finite(offset) or offset < 0:
+        raise DataError(f"{where}: offset must be a finite number >= 0, got {offset!r}")
+    if duration is not None and (not _finite(duration) or duration <= 0):
+        raise DataError(f"{where}: duration must be a finite number > 0 or null, got {duration!r}")
+    return float(offset), None if duration is None else float(duration)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
