@@ -110,3 +110,51 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, clip, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, (label, err)
         assert reason in err
+
+
+def test_random_bytes_named_mp3_give_the_real_reason_and_no_decoder_noise(tmp_path, capfd):
+    # libsndfile hands .mp3 to mpg123, which prints its notes on file descriptor 2 and then fails the open with
+    # "File does not exist or is not a regular file" for a file that exists.
+    path = tmp_path / "noise.mp3"
+    path.write_bytes(np.random.RandomState(0).bytes(5000))
+    with pytest.raises(AudioError) as err:
+        load_audio(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot decode as audio") and "does not exist" not in message
+    assert "MPEG" in message  # the decoder's own reason: no valid MPEG frame header
+    from speechpress.data.loaders import load_manifest
+    from speechpress.errors import DataError
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "x", "audio": "noise.mp3", "task": "asr_long", "prompt": "?", "answer": "a", "metric": "wer"}\n')
+    with pytest.raises(DataError, match="m.jsonl:1: .*cannot decode as audio") as err:
+        load_manifest(manifest)
+    assert "does not exist" not in str(err.value)
+    assert capfd.readouterr().err == ""
+
+
+def _damaged(tmp_path, fmt: str, seconds: float = 6.0, at: float = 2.7):
+    """A file whose encoded bytes are overwritten from about ``at`` seconds on (found by encoding the first
+    ``at`` seconds alone: the bytes before the damage)."""
+    x = np.tile(speech(3.0), 2)[: int(seconds * 16000)]
+    whole, head = tmp_path / f"whole.{fmt}", tmp_path / f"head.{fmt}"
+    sf.write(whole, x, 16000, format=fmt.upper())
+    sf.write(head, x[: int(at * 16000)], 16000, format=fmt.upper())
+    data = bytearray(whole.read_bytes())
+    cut = head.stat().st_size
+    data[cut : cut + 2000] = np.random.RandomState(1).bytes(2000)
+    path = tmp_path / f"damaged.{fmt}"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["flac", "mp3"])
+def test_damage_mid_file_is_reported_at_the_time_decoded_before_it(tmp_path, fmt, capfd):
+    path = _damaged(tmp_path, fmt)
+    capfd.readouterr()
+    for fn in (load_audio, probe_audio):
+        with pytest.raises(AudioError, match=r"(corrupt or truncated audio|truncated) after") as err:
+            fn(path)
+        seconds = float(str(err.value).split(" after ")[1].split(" s")[0])
+        assert 1.5 < seconds <= 2.8, str(err.value)  # decoded up to the frame holding the damage, not "0.00 s"
+    assert capfd.readouterr().err == ""

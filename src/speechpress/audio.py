@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from speechpress.errors import AudioError
 
 SAMPLE_RATE = 16000
 _BLOCK_SECONDS = 20
+_FD2_LOCK = threading.Lock()
 
 
 @dataclass
@@ -50,6 +55,48 @@ class AudioInfo:
     frames: int
 
 
+def _quietly(call, *args, **kwargs):
+    """``call(*args, **kwargs)`` with file descriptor 2 caught: libsndfile's MPEG decoder (mpg123) prints its
+    notes there ("Note: Illegal Audio-MPEG-Header ...", "error: dequantization failed!"), past Python, and the
+    CLI promises one line. Returns (result, notes); an exception carries the notes as ``decoder_notes``."""
+    sys.stderr.flush()
+    with _FD2_LOCK:  # two threads swapping fd 2 at once could leave it pointing at a closed file
+        try:
+            saved = os.dup(2)
+        except OSError:  # no file descriptor 2 to guard
+            return call(*args, **kwargs), []
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                result = call(*args, **kwargs)
+            except BaseException as err:
+                err.decoder_notes = _notes(sink, saved)
+                raise
+            return result, _notes(sink, saved)
+
+
+def _notes(sink, saved: int) -> list[str]:
+    os.dup2(saved, 2)
+    os.close(saved)
+    sink.seek(0)
+    lines = sink.read().decode("utf-8", "replace").splitlines()
+    # "Note: X" and "[src/libmpg123/parse.c:wetwork():1349] error: X" -> "X"
+    return [re.sub(r"^(\[[^\]]*\]\s*)?(note|error|warning):\s*", "", line.strip(), flags=re.I) for line in lines if line.strip()]
+
+
+def _reason(err: Exception) -> str:
+    """The decoder's first note when it left one: libsndfile then reports a failed MPEG open as "File does not
+    exist or is not a regular file", never the reason here (that was checked), and a failed read as an
+    "Unspecified internal error"."""
+    notes = getattr(err, "decoder_notes", None)
+    if notes:
+        return f"decoder: {notes[0]}"
+    text = str(err)
+    if "does not exist or is not a regular file" in text:
+        return "not audio in any format libsndfile reads, or its header is corrupt"
+    return text
+
+
 def _open(path: str | os.PathLike) -> sf.SoundFile:
     p = Path(path)
     if not p.exists():
@@ -59,9 +106,9 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: empty file (0 bytes)")
     try:
-        f = sf.SoundFile(str(p))
+        f, _ = _quietly(sf.SoundFile, str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"{p}: cannot decode as audio ({err})") from None
+        raise AudioError(f"{p}: cannot decode as audio ({_reason(err)})") from None
     if f.format == "WAV":
         try:
             _check_riff_size(p)
@@ -99,7 +146,7 @@ def _stream_mono(f: sf.SoundFile, path: str):
     block = max(1, f.samplerate * _BLOCK_SECONDS)
     try:
         while True:
-            data = f.read(block, dtype="float32", always_2d=True)
+            data, _ = _quietly(f.read, block, dtype="float32", always_2d=True)
             if len(data) == 0:
                 break
             read += len(data)
@@ -109,12 +156,37 @@ def _stream_mono(f: sf.SoundFile, path: str):
                 raise AudioError(f"{path}: non-finite sample (NaN or Inf) at {bad / f.samplerate:.3f} s")
             yield mono
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"{path}: corrupt or truncated audio after {read / f.samplerate:.2f} s ({err})") from None
+        decoded = _decoded_before_failure(path, read, block)
+        raise AudioError(f"{path}: corrupt or truncated audio after {decoded / f.samplerate:.2f} s ({_reason(err)})") from None
     if read == 0:
         raise AudioError(f"{path}: contains no audio samples (zero length)")
     # Formats with a frame count in the header (WAV, FLAC) reveal truncation; libsndfile reads what is there.
     if 0 < declared < (1 << 62) and read < declared and f.format not in ("MPEG", "OGG"):
-        raise AudioError(f"{path}: truncated: header declares {declared} frames, only {read} could be read")
+        raise AudioError(f"{path}: truncated after {read / f.samplerate:.2f} s: header declares {declared} frames, "
+                         f"only {read} could be read")
+
+
+def _decoded_before_failure(path: str, read: int, block: int) -> int:
+    """Frames that decode before the damage: libsndfile drops a whole failed block (20 s), so the block is decoded
+    again from a fresh handle in small steps (neither the failed handle's position nor its seeking is reliable)."""
+    decoded = read
+
+    def redecode() -> None:
+        nonlocal decoded
+        with sf.SoundFile(path) as g:
+            if read:
+                g.seek(read)
+            while decoded < read + block:
+                n = len(g.read(256, dtype="float32"))
+                if n == 0:
+                    break
+                decoded += n
+
+    try:
+        _quietly(redecode)
+    except Exception:  # the damage itself: what decoded before it is counted
+        pass
+    return decoded
 
 
 def load_audio(source, sample_rate: int | None = None, target_rate: int = SAMPLE_RATE) -> Audio:
@@ -163,6 +235,15 @@ def _from_array(array, sample_rate: int | None, target_rate: int) -> Audio:
     if sample_rate != target_rate:
         data = soxr.resample(data, sample_rate, target_rate, quality="HQ").astype(np.float32)
     return Audio(data, target_rate, "<array>", sample_rate, 1, "ARRAY")
+
+
+def header_seconds(path: str | os.PathLike) -> float:
+    """A file's length from its header alone (for checking manifest offsets), with the decoder kept quiet."""
+    try:
+        info, _ = _quietly(sf.info, str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"{path}: cannot decode as audio ({_reason(err)})") from None
+    return info.frames / info.samplerate if info.samplerate else 0.0
 
 
 def probe_audio(path: str | os.PathLike) -> AudioInfo:

@@ -12,10 +12,9 @@ import json
 import os
 from pathlib import Path
 
-import soundfile as sf
-
+from speechpress.audio import header_seconds
 from speechpress.data.schema import LETTERS, METRICS, REQUIRED, TASKS, Example, check_span
-from speechpress.errors import DataError
+from speechpress.errors import AudioError, DataError
 
 FORMATS = ("manifest", "longspeech", "audiomarathon", "spiral")
 LONGSPEECH_TASKS = {
@@ -68,10 +67,9 @@ class _Reader:
             raise DataError(f"{where}: audio file not found: {path}")
         if path not in self._lengths:
             try:
-                info = sf.info(str(path))
-            except RuntimeError as err:
-                raise DataError(f"{where}: cannot read audio {path}: {err}") from None
-            self._lengths[path] = info.frames / info.samplerate
+                self._lengths[path] = header_seconds(path)
+            except AudioError as err:
+                raise DataError(f"{where}: {err}") from None
         length = self._lengths[path]
         if offset >= length:
             raise DataError(f"{where}: offset {offset:g} s is past the end of the audio ({length:.3f} s, {path.name})")
