@@ -109,3 +109,28 @@ def test_press_options_reach_the_press_and_unknown_ones_are_refused(wav, capsys)
     assert "takes the option(s) interval_tokens" in _err_line(capsys)
     assert main(["info", str(wav), "--press", "sst", "--press-option", "interval_tokens"]) == 2
     assert "KEY=VALUE" in _err_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "argv,reason",
+    [
+        (["profile", "--model-config", "tiny", "--minutes", "1e12"], "--minutes must be at most 10000"),
+        (["transcribe", "{wav}", "--model", "{model}", "--chunk-seconds", "0.001"], "--chunk-seconds must be at least 1"),
+        (["transcribe", "{wav}", "--model", "{model}", "--chunk-seconds", "31"], "--chunk-seconds must be at most 30"),
+        (["transcribe", "{wav}", "--model", "{model}", "--chunk-seconds", "nan"], "--chunk-seconds must be a finite number"),
+        (["ask", "{wav}", "q", "--model", "{model}", "--top-p", "5"], "--top-p must be at most 1"),
+        (["ask", "{wav}", "q", "--model", "{model}", "--top-p", "0"], "--top-p must be more than 0"),
+        (["ask", "{wav}", "q", "--model", "{model}", "--temperature", "0"], "--temperature must be more than 0"),
+        (["ask", "{wav}", "q", "--model", "{model}", "--top-k", "-1"], "--top-k must be at least 0"),
+        (["eval", "--model", "{model}", "--benchmark", "{wav}", "--top-p", "inf"], "--top-p must be a finite number"),
+    ],
+)
+def test_numbers_outside_their_limits_are_refused_before_any_work(argv, reason, wav, model_dir, tmp_path, capsys):
+    import time
+
+    argv = [a.format(wav=wav, model=model_dir, tmp=tmp_path) for a in argv]
+    start = time.perf_counter()
+    assert main(argv) == 2
+    assert reason in _err_line(capsys)
+    assert time.perf_counter() - start < 20  # profile --minutes 1e12 used to count 2e12 windows one by one
+

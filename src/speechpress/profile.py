@@ -42,6 +42,9 @@ from speechpress.ratio import check_ratio, target_length
 SST_INTERVAL_TOKENS = 256
 HFQ_TOKENS_PER_SECOND = 5 / 3
 
+# Longest recording the cost model takes: about a week. Counting is per 30 s window and per SST interval, so 1e12
+# minutes never finished; 10,000 minutes takes a tenth of a second.
+MAX_MINUTES = 10_000
 DTYPE_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2, "int8": 1}
 
 
@@ -288,6 +291,8 @@ def estimate_cost(
     """
     if not isinstance(duration_s, (int, float)) or not math.isfinite(duration_s) or duration_s <= 0:
         raise ConfigError(f"duration must be a positive number of seconds, got {duration_s!r}")
+    if duration_s > MAX_MINUTES * 60:
+        raise ConfigError(f"duration {duration_s / 60:g} minutes is beyond the cost model's {MAX_MINUTES} minutes")
     if prompt_tokens < 0 or answer_tokens < 0:
         raise ConfigError("prompt and answer lengths must be >= 0")
     if not isinstance(interval_tokens, int) or interval_tokens < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -73,11 +74,25 @@ def add_generation_args(p, max_new_tokens: int = 64) -> None:
     g.add_argument("--seed", type=int, default=None, help="seed for sampling")
 
 
-def generation_kwargs(args) -> dict:
+def check_number(flag: str, value, low=None, high=None, *, above: bool = False) -> None:
+    """The one check of a numeric option: finite, at least ``low`` (more than it with ``above``), at most
+    ``high``. argparse's float() takes nan, inf and 1e12 alike, and each used to fail late or never end."""
     from speechpress.errors import ConfigError
 
-    if args.max_new_tokens < 1:
-        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{flag} must be a finite number, got {value}")
+    if low is not None and (value <= low if above else value < low):
+        raise ConfigError(f"{flag} must be {'more than' if above else 'at least'} {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise ConfigError(f"{flag} must be at most {high:g}, got {value:g}")
+
+
+def generation_kwargs(args) -> dict:
+    """Generation options, checked before a model is loaded."""
+    check_number("--max-new-tokens", args.max_new_tokens, 1)
+    check_number("--temperature", args.temperature, 0, above=True)
+    check_number("--top-p", args.top_p, 0, 1, above=True)
+    check_number("--top-k", args.top_k, 0)
     return dict(
         max_new_tokens=args.max_new_tokens,
         do_sample=args.sample,

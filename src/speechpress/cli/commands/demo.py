@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from speechpress.cli.common import BUNDLED_MODEL as BUNDLED
-from speechpress.cli.common import bundled_model
+from speechpress.cli.common import bundled_model, check_number
+from speechpress.profile import MAX_MINUTES
 
 DEMO_TASKS = ("sir", "speaker_count", "speaker_attribution", "temporal_order", "speaker_gender")
 
@@ -49,13 +50,11 @@ def run(args) -> int:
 
     from speechpress.data.loaders import load_manifest
     from speechpress.data.synth import synthesize
-    from speechpress.errors import ConfigError
     from speechpress.evaluate.cost import cache_bytes
     from speechpress.memory import peak_memory_bytes
     from speechpress.model.speechlm import SpeechLM, default_device
 
-    if args.minutes <= 0:
-        raise ConfigError("--minutes must be positive")
+    check_number("--minutes", args.minutes, 0, MAX_MINUTES, above=True)
     model_dir = Path(args.model) if args.model else bundled_model(BUNDLED)
     start = time.perf_counter()
     model = SpeechLM.from_pretrained(model_dir, device=args.device or default_device())

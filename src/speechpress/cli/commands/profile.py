@@ -9,10 +9,10 @@ analytic figures for exactly what was run (the template's prefix as prompt, no a
 from __future__ import annotations
 
 import json
-import math
 
-from speechpress.cli.common import add_press_args, press_options
+from speechpress.cli.common import add_press_args, check_number, press_options
 from speechpress.errors import ConfigError, PressError
+from speechpress.profile import MAX_MINUTES
 
 GB = 1e9
 TFLOP = 1e12
@@ -33,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--model-config", required=True, metavar="NAME",
                    help="model card (qwen2-audio-7b, ... see speechpress.model.cards), a named config (tiny), a model "
                    "directory or a SpeechLMConfig JSON/YAML file")
-    p.add_argument("--minutes", type=float, nargs="+", default=[1.0, 10.0, 60.0, 120.0], help="recording lengths (default: 1 10 60 120)")
+    p.add_argument("--minutes", type=float, nargs="+", default=[1.0, 10.0, 60.0, 120.0], help=f"recording lengths, at most {MAX_MINUTES} (default: 1 10 60 120)")
     add_press_args(p)
     p.add_argument("--prompt-tokens", type=int, default=32, help="text tokens of template and question after the audio (default 32)")
     p.add_argument("--answer-tokens", type=int, default=64, help="generated tokens, cached too (default 64)")
@@ -130,9 +130,8 @@ def run(args) -> int:
             raise ConfigError(f"{directory}: a transformers checkpoint; its analytic profile needs --measure (to load it)")
         model = build_measured_model(None, directory, args.dtype, args.device)
         config = model.config
-    bad = [m for m in args.minutes if not (math.isfinite(m) and m > 0)]
-    if bad:
-        raise ConfigError(f"--minutes must be positive, got {', '.join(f'{m:g}' for m in bad)}")
+    for minutes in args.minutes:
+        check_number("--minutes", minutes, 0, MAX_MINUTES, above=True)
     chain = chain_from_args(args)
     options = press_options(args)
     unknown = sorted(set(options) - COST_OPTIONS)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from speechpress.cli.common import add_generation_args, add_model_args, add_press_args, emit_json, generation_kwargs, load_model, press_options
+from speechpress.cli.common import (
+    add_generation_args, add_model_args, add_press_args, check_number, emit_json, generation_kwargs, load_model, press_options,
+)
 
 PROMPT = "Transcribe the audio."
+MIN_CHUNK_SECONDS = 1.0  # shorter chunks hold less than a word each, and an hour became 3,600,000 prefills
 
 
 def register(sub) -> None:
@@ -20,7 +23,7 @@ def register(sub) -> None:
     add_model_args(p)
     add_press_args(p)
     add_generation_args(p, max_new_tokens=256)
-    p.add_argument("--chunk-seconds", type=float, default=30.0, help="seconds per transcribed chunk (default 30)")
+    p.add_argument("--chunk-seconds", type=float, default=30.0, help="seconds per transcribed chunk, from 1 to the model's window (default 30)")
     p.add_argument("--prompt", default=PROMPT, help=f"instruction given with each chunk (default: {PROMPT!r})")
     p.add_argument("--json", action="store_true", help="machine-readable output with per-chunk times")
     p.set_defaults(func=run)
@@ -30,12 +33,12 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from speechpress.audio import Audio, load_audio
-    from speechpress.errors import ConfigError
 
-    if not args.chunk_seconds > 0:
-        raise ConfigError(f"--chunk-seconds must be > 0, got {args.chunk_seconds}")
+    check_number("--chunk-seconds", args.chunk_seconds, MIN_CHUNK_SECONDS)
     gen = generation_kwargs(args)
     model = load_model(args)
+    # A chunk longer than the encoder's window needs a longer answer than one window's worth of --max-new-tokens.
+    check_number("--chunk-seconds", args.chunk_seconds, MIN_CHUNK_SECONDS, model.config.window_seconds)
     chain = model.press_chain(args.press, args.ratio, args.tokens_per_second, press_options(args))
     audio = load_audio(args.audio)
     step = int(args.chunk_seconds * audio.sample_rate)
