@@ -183,3 +183,26 @@ def test_a_hub_failure_is_one_line(monkeypatch):
     with pytest.raises(ModelLoadError, match="could not be fetched") as info:
         SpeechLM.from_pretrained("nobody-here/no-such-model")
     assert "\n" not in str(info.value)
+
+
+def test_a_prompt_beyond_the_llm_positions_is_refused_before_any_forward(monkeypatch):
+    from speechpress.errors import ConfigError
+
+    model = tiny_model()
+    context = model.prefill(speech(4.0))
+    ok = model.answer(context, "Who?", max_new_tokens=3)
+    _, suffix = model.prompt_ids("Who?")
+    limit = context.next_position + len(suffix) + 3
+    monkeypatch.setattr(model.llm.config, "max_position_embeddings", limit)
+    assert model.answer(context, "Who?", max_new_tokens=3).token_ids == ok.token_ids  # exactly at the limit: unchanged
+
+    def refuse(*a, **kw):
+        raise AssertionError("the LLM ran")
+
+    monkeypatch.setattr(model, "_forward_ids", refuse)
+    with pytest.raises(ConfigError) as err:
+        model.answer(context, "Who?" + "x" * 50, max_new_tokens=3)
+    message = str(err.value)
+    assert f"{limit + 50} tokens" in message and f"at most {limit}" in message and "max_position_embeddings" in message
+    with pytest.raises(ConfigError, match=f"{limit + 1} tokens"):
+        model.answer(context, "Who?", max_new_tokens=4)

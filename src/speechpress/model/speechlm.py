@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from speechpress.audio import Audio, load_audio
-from speechpress.errors import AudioError, ModelLoadError, PressError
+from speechpress.errors import AudioError, ConfigError, ModelLoadError, PressError
 from speechpress.features import iter_feature_windows, num_windows
 from speechpress.model.config import SpeechLMConfig
 from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_mel_frames, window_token_spans
@@ -338,6 +338,19 @@ class SpeechLM(nn.Module):
             prefill_seconds=time.perf_counter() - start,
         )
 
+    def check_positions(self, context: AudioContext, question_tokens: int, new_tokens: int) -> None:
+        """Refuse a prompt longer than the LLM's positions before running it: past them RoPE is untrained, and the
+        question's attention alone grew with its square (a 100,000-character question asked for 40 GB)."""
+        limit = getattr(self.llm.config, "max_position_embeddings", None)
+        total = context.next_position + question_tokens + new_tokens
+        if limit and total > limit:
+            audio = context.next_position - context.prefix_tokens
+            raise ConfigError(
+                f"the prompt needs {total} tokens ({context.prefix_tokens} prefix + {audio} audio + {question_tokens} "
+                f"question + {new_tokens} new), but this model's LLM takes at most {limit} (max_position_embeddings): "
+                "shorten the question, compress the audio more or ask for fewer new tokens"
+            )
+
     def _forward_ids(self, context: AudioContext, ids: list[int], position: int) -> torch.Tensor:
         positions = torch.arange(position, position + len(ids), device=self.device)[None]
         out = self.llm(
@@ -365,6 +378,7 @@ class SpeechLM(nn.Module):
         if max_new_tokens < 1:
             raise PressError("max_new_tokens must be at least 1")
         _, suffix = self.prompt_ids(question)
+        self.check_positions(context, len(suffix), max_new_tokens)
         cache_len = context.cache.get_seq_length()
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         start = time.perf_counter()
