@@ -134,3 +134,62 @@ def test_numbers_outside_their_limits_are_refused_before_any_work(argv, reason, 
     assert reason in _err_line(capsys)
     assert time.perf_counter() - start < 20  # profile --minutes 1e12 used to count 2e12 windows one by one
 
+
+
+def _output_commands(wav, model_dir, tmp_path):
+    """Each command that writes a folder, as argv with {out} where its output folder goes."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(dict(id="a", audio=str(wav), task="asr_long", prompt="Transcribe.", answer="x",
+                                        metric="wer")) + "\n")
+    config = tmp_path / "train.yaml"
+    config.write_text(f"recipe: asr\noutput_dir: '{{out}}'\ndata: {{train: ['{manifest}']}}\n")
+    return {
+        "init-model": ["init-model", "--out", "{out}"],
+        "synth": ["synth", "--out", "{out}", "--seed", "0", "--durations", "5", "--split", "test"],
+        "eval": ["eval", "--model", str(model_dir), "--benchmark", str(manifest), "--out", "{out}", "--no-progress",
+                 "--max-new-tokens", "1"],
+        "train": ["train", str(config), "output_dir={out}"],
+        "report": ["report", str(tmp_path), "--out", "{out}"],
+    }
+
+
+@pytest.mark.parametrize("command", ["init-model", "synth", "eval", "train", "report"])
+@pytest.mark.parametrize("where,reason", [("file", "exists and is not a directory"),
+                                          ("file/sub", "cannot be created: {file} is a file"),
+                                          ("read-only/sub", "cannot write there ({ro}): read-only file system")])
+def test_an_output_folder_that_cannot_be_written_is_one_error_line(command, where, reason, wav, model_dir, tmp_path,
+                                                                    monkeypatch, capsys):
+    import os
+
+    argv = _output_commands(wav, model_dir, tmp_path)[command]
+    (tmp_path / "file").write_text("not a folder\n")
+    (tmp_path / "read-only").mkdir()
+    ro = str(tmp_path / "read-only")
+    if where.startswith("read-only"):  # root writes through chmod, so the file system's answer is simulated
+        access, statvfs = os.access, os.statvfs
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == ro else access(p, mode, **kw))
+
+        class ReadOnly:
+            f_flag = os.ST_RDONLY
+
+        monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly() if str(p) == ro else statvfs(p))
+    before = sorted(tmp_path.rglob("*"))
+    out = str(tmp_path / where)
+    assert main([a.replace("{out}", out) for a in argv]) == 2
+    assert reason.format(file=tmp_path / "file", ro=ro) in _err_line(capsys)
+    assert sorted(tmp_path.rglob("*")) == before and (tmp_path / "file").read_text() == "not a folder\n"
+
+
+def test_a_write_that_fails_midway_is_one_error_line(wav, model_dir, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import speechpress.evaluate.report as report
+
+    def full(*a, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    assert main(["profile", "--model-config", "tiny", "--minutes", "1", "--json"]) == 0
+    (tmp_path / "profile-x.json").write_text(capsys.readouterr().out)
+    monkeypatch.setattr(report, "atomic_write_text", full)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "cannot write (No space left on device)" in _err_line(capsys)

@@ -2,11 +2,61 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from speechpress.errors import ConfigError
+
+# What a write() can run into without naming a file, that is the place's fault, not the program's.
+_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
+                 errno.EEXIST, errno.EFBIG, errno.ENAMETOOLONG}
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Refuse, before any work and without creating anything, an output folder that cannot be made or written:
+    a regular file where it (or a folder above it) should be, a read-only file system, no permission."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = "exists and is not a directory" if existing == path else f"cannot be created: {existing} is a file"
+        raise ConfigError(f"{path}: {reason}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        where = "" if existing == path else f" ({existing})"
+        raise ConfigError(f"{path}: cannot write there{where}: {'read-only file system' if read_only else 'permission denied'}")
+    return path
+
+
+@contextmanager
+def output_dir(path: str | os.PathLike):
+    """``check_output_dir``, then any OSError that a write runs into inside the block (disk full, a folder made
+    read-only meanwhile) becomes a ConfigError naming the file, for the CLI's one error line."""
+    path = check_output_dir(path)
+    try:
+        yield path
+    except OSError as err:
+        # Only errors at the output place: a file under it, or a nameless write error (a full disk).
+        if not (_inside(err.filename, path) if err.filename else err.errno in _WRITE_ERRNOS):
+            raise
+        raise ConfigError(f"{err.filename or path}: cannot write ({err.strerror or err})") from None
+
+
+def _inside(name, folder: Path) -> bool:
+    if not isinstance(name, (str, os.PathLike)):
+        return False
+    try:
+        return Path(os.path.abspath(name)).is_relative_to(os.path.abspath(folder))
+    except (TypeError, ValueError):
+        return False
 
 
 @contextmanager

@@ -55,6 +55,10 @@ def run(args) -> int:
     from speechpress.model.speechlm import SpeechLM, default_device
 
     check_number("--minutes", args.minutes, 0, MAX_MINUTES, above=True)
+    if args.keep:
+        from speechpress.io import check_output_dir
+
+        check_output_dir(args.keep)
     model_dir = Path(args.model) if args.model else bundled_model(BUNDLED)
     start = time.perf_counter()
     model = SpeechLM.from_pretrained(model_dir, device=args.device or default_device())

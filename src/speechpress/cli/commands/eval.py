@@ -48,6 +48,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from speechpress.io import output_dir
+
+    with output_dir(args.out):  # checked before the model or benchmark is loaded; a failed write is one error line
+        return _run(args)
+
+
+def _run(args) -> int:
     from speechpress.evaluate.runner import Runner, dist_from_env, resolve_benchmark, sweep
 
     gen = generation_kwargs(args)

@@ -46,6 +46,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from speechpress.io import output_dir
+
+    with output_dir(args.out):  # checked before anything is built; a failed write is one error line
+        return _run(args)
+
+
+def _run(args) -> int:
     from speechpress.errors import ConfigError
     from speechpress.model.config import named_or_file_config
     from speechpress.model.speechlm import SpeechLM

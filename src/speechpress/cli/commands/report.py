@@ -22,6 +22,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from speechpress.io import output_dir
+
+    with output_dir(args.out or args.runs_dir):  # checked before any run is read; a failed write is one error line
+        return _run(args)
+
+
+def _run(args) -> int:
     from speechpress.evaluate.report import write_report
 
     written = write_report(args.runs_dir, args.out, args.profile)

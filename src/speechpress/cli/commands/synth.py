@@ -27,6 +27,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from speechpress.io import output_dir
+
+    with output_dir(args.out):  # checked before anything is rendered; a failed write is one error line
+        return _run(args)
+
+
+def _run(args) -> int:
     from speechpress.data.synth import parse_duration, synthesize
     from speechpress.errors import ConfigError
 

@@ -19,8 +19,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from speechpress.io import output_dir
     from speechpress.train import load_config, train
 
     cfg = load_config(args.config, args.overrides)
-    train(cfg)
+    with output_dir(cfg.output_dir):  # checked before data or model are loaded; a failed write is one error line
+        train(cfg)
     return 0
