@@ -145,13 +145,32 @@ def test_resume_keeps_finished_rows_untouched_and_answers_only_the_rest(tmp_path
     assert "8 rows (5 new)" in capsys.readouterr().out
     after = rows(run / "predictions.jsonl")
     assert after[:3] == before  # byte-identical rows, timings included: not recomputed
-    # The 4th question shares audio with rows 2-3, but they were done earlier: it gets a prefill of its own.
-    assert after[3]["prefill_id"] not in {r["prefill_id"] for r in before} and not after[3]["prefill_shared"]
-    assert [stable(r) | {"prefill_shared": None} for r in after] == [
-        stable(r) | {"prefill_shared": None} for r in rows(sweep_dir / "identity" / "predictions.jsonl")]
+    # The 4th question shares audio with rows 2-3, done earlier: it is answered from a prefill of that audio again,
+    # recorded as the prefill those rows hold, as an uninterrupted run records it.
+    assert after[3]["prefill_id"] == before[2]["prefill_id"] and after[3]["prefill_shared"]
+    assert [stable(r) for r in after] == [stable(r) for r in rows(sweep_dir / "identity" / "predictions.jsonl")]
     capsys.readouterr()
     assert main(args) == 0  # finished: skipped
     assert "finished earlier (skipped)" in capsys.readouterr().out
+
+
+# Cost fields that measure this process (time, memory), not the run.
+MEASURED = {"prefill_seconds_mean", "prefill_seconds_total", "decode_seconds_mean", "decode_seconds_per_token",
+            "peak_memory_bytes"}
+
+
+@pytest.mark.parametrize("first", [1, 3, 5])
+def test_a_resumed_run_has_the_cost_summary_of_an_uninterrupted_one(first, tmp_path, sweep_dir, corpus, model_dir):
+    # The summary (prefills, mean KV bytes, the measured k that `report` plots, FLOPs counted on the first prefill)
+    # must not depend on where the run was interrupted, even in the middle of an audio group.
+    args = ["eval", "--model", str(model_dir), "--benchmark", str(corpus), "--out", str(tmp_path), "--no-progress", *GEN]
+    assert main(args + ["--limit", str(first)]) == 0
+    assert main(args) == 0
+    run = next(tmp_path.glob("*/tiny/identity"))
+    resumed = json.loads((run / "metrics.json").read_text())["cost"]
+    whole = json.loads((sweep_dir / "identity" / "metrics.json").read_text())["cost"]
+    assert resumed["prefills"] == 4 and resumed["flops_counted_prefills"] == 1
+    assert {k: v for k, v in resumed.items() if k not in MEASURED} == {k: v for k, v in whole.items() if k not in MEASURED}
 
 
 def test_a_half_written_line_from_a_crash_is_discarded_and_redone(tmp_path, sweep_dir, corpus, model_dir, monkeypatch):

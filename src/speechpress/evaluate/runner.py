@@ -37,6 +37,11 @@ METRICS = "metrics.json"
 CONFIG = "config.json"
 SHARDS = "shards"
 NAMED_FORMATS = ("manifest", "longspeech", "audiomarathon", "spiral")
+# Row columns that describe a group's prefill: every row answered from one prefill repeats them.
+PREFILL_COLUMNS = ("duration", "press", "query_in_compression", "prefill_id", "encoder_tokens", "llm_audio_tokens",
+                   "cached_audio_tokens", "prefix_tokens", "audio_tokens_per_second", "compression_factor", "kv_bytes",
+                   "kv_bytes_analytic", "prefill_seconds", "prefill_flops_analytic", "prefill_flops_analytic_causal",
+                   "decode_flops_per_token_analytic")
 # Settings that change what a row holds: a rerun must match them to reuse rows (limit, world size, out do not).
 IDENTITY_KEYS = ("benchmark", "model", "press", "generation", "question_template")
 
@@ -545,7 +550,7 @@ class Runner:
         todo = sum(len(p) for p in pending)
         new = 0
         if todo:
-            new = self._answer(run_dir, own, spec, groups, mine, pending, todo)
+            new = self._answer(run_dir, own, spec, groups, mine, pending, todo, done)
         self.dist.barrier()
         result = None
         if not self.dist.initialised or rank == 0:
@@ -563,7 +568,7 @@ class Runner:
         metrics = json.loads(metrics_path.read_text()) if complete else {}
         return RunResult(run_dir, spec.label, len(rows), 0, complete, False, metrics)
 
-    def _answer(self, run_dir, own, spec, groups, mine, pending, todo) -> int:
+    def _answer(self, run_dir, own, spec, groups, mine, pending, todo, done) -> int:
         from tqdm import tqdm
 
         from speechpress.evaluate.cost import (
@@ -577,7 +582,9 @@ class Runner:
         index = {id(g): i for i, g in enumerate(groups)}
         audio_cache = _AudioCache(model.config.sample_rate)
         writer = RowWriter(own)
-        flops_left = {"first": 1, "all": None, "none": 0}[self.count_flops]
+        mine_done = [done[e.id] for g in mine for e in g if e.id in done]
+        counted_before = any(r.get("prefill_flops_measured") is not None for r in mine_done)
+        flops_left = {"first": 0 if counted_before else 1, "all": None, "none": 0}[self.count_flops]
         bar = tqdm(total=todo, desc=spec.label, unit="q", file=sys.stderr,
                    disable=None if (self.progress and self.dist.rank == 0) else True)
         new = 0
@@ -588,6 +595,10 @@ class Runner:
                 gi = index[id(group)]
                 audio = audio_cache.segment(todo_rows[0])
                 reset_peak_memory(model.device)
+                # A group a crash cut short already holds its prefill in its finished rows. The audio is prefilled
+                # again to answer the rest, but those rows keep the recorded prefill's id and cost, so the run's
+                # summary counts one prefill per group, as an uninterrupted run does.
+                recorded = None if query_aware else next((done[e.id] for e in group if e.id in done), None)
                 context = None
                 for qi, example in enumerate(todo_rows):
                     question = example.text_prompt()
@@ -597,10 +608,25 @@ class Runner:
                         synchronize(model.device)
                         context = model.prefill(audio, chain, question=q)
                         synchronize(model.device)
-                        prefill_id = f"g{gi}:{example.id}"
-                        kv = cache_bytes(context.cache)
+                    if recorded is not None:
+                        pre, shared, measured = {k: recorded.get(k) for k in PREFILL_COLUMNS}, True, None
+                    elif not shared:
                         analytic, _ = analytic_prefill(model, chain, context.duration, context.prefix_tokens, "dense")
                         causal, _ = analytic_prefill(model, chain, context.duration, context.prefix_tokens, "causal")
+                        pre = dict(
+                            duration=context.duration, press=context.press,
+                            query_in_compression=context.query_in_compression, prefill_id=f"g{gi}:{example.id}",
+                            encoder_tokens=context.encoder_tokens, llm_audio_tokens=context.llm_audio_tokens,
+                            cached_audio_tokens=context.cached_audio_tokens, prefix_tokens=context.prefix_tokens,
+                            audio_tokens_per_second=context.cached_audio_tokens / context.duration,
+                            compression_factor=context.encoder_tokens / max(1, context.cached_audio_tokens),
+                            kv_bytes=cache_bytes(context.cache),
+                            kv_bytes_analytic=None if analytic is None else analytic.kv_bytes,
+                            prefill_seconds=context.prefill_seconds,
+                            prefill_flops_analytic=None if analytic is None else analytic.prefill_flops,
+                            prefill_flops_analytic_causal=None if causal is None else causal.prefill_flops,
+                            decode_flops_per_token_analytic=None if analytic is None else analytic.decode_flops_per_token,
+                        )
                         measured = None
                         if flops_left is None or flops_left > 0:
                             measured = count_prefill_flops(model, audio, chain, question=q)["total"]
@@ -608,23 +634,23 @@ class Runner:
                     answer = model.answer(context, question, **self.generation)
                     row = dict(
                         id=example.id, task=example.task, metric=example.metric, score_metric=scoring_metric(example),
-                        audio=str(example.audio), offset=example.offset, duration=context.duration,
+                        audio=str(example.audio), offset=example.offset, duration=pre["duration"],
                         audio_key=audio_key(example), question=question, choices=example.choices,
                         reference=example.answer, reference_text=example.answer_text(), prediction=answer.text,
-                        press=context.press, query_in_compression=context.query_in_compression,
-                        prefill_id=prefill_id, prefill_shared=shared,
-                        encoder_tokens=context.encoder_tokens, llm_audio_tokens=context.llm_audio_tokens,
-                        cached_audio_tokens=context.cached_audio_tokens, prefix_tokens=context.prefix_tokens,
-                        audio_tokens_per_second=context.cached_audio_tokens / context.duration,
-                        compression_factor=context.encoder_tokens / max(1, context.cached_audio_tokens),
-                        kv_bytes=kv, kv_bytes_analytic=None if analytic is None else analytic.kv_bytes,
+                        press=pre["press"], query_in_compression=pre["query_in_compression"],
+                        prefill_id=pre["prefill_id"], prefill_shared=shared,
+                        encoder_tokens=pre["encoder_tokens"], llm_audio_tokens=pre["llm_audio_tokens"],
+                        cached_audio_tokens=pre["cached_audio_tokens"], prefix_tokens=pre["prefix_tokens"],
+                        audio_tokens_per_second=pre["audio_tokens_per_second"],
+                        compression_factor=pre["compression_factor"],
+                        kv_bytes=pre["kv_bytes"], kv_bytes_analytic=pre["kv_bytes_analytic"],
                         peak_memory_bytes=peak_memory_bytes(model.device), peak_memory_kind=peak_memory_kind(model.device),
-                        prefill_seconds=context.prefill_seconds, decode_seconds=answer.decode_seconds,
+                        prefill_seconds=pre["prefill_seconds"], decode_seconds=answer.decode_seconds,
                         new_tokens=len(answer.token_ids),
                         prefill_flops_measured=measured if not shared else None,
-                        prefill_flops_analytic=None if analytic is None else analytic.prefill_flops,
-                        prefill_flops_analytic_causal=None if causal is None else causal.prefill_flops,
-                        decode_flops_per_token_analytic=None if analytic is None else analytic.decode_flops_per_token,
+                        prefill_flops_analytic=pre["prefill_flops_analytic"],
+                        prefill_flops_analytic_causal=pre["prefill_flops_analytic_causal"],
+                        decode_flops_per_token_analytic=pre["decode_flops_per_token_analytic"],
                         rank=self.dist.rank,
                     )
                     writer.write(row)
