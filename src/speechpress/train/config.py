@@ -257,9 +257,7 @@ def _coerce(tp, value, key: str):
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
-        for name, item in value.items():
-            _check_finite(item, f"{key}.{name}")
-        return dict(value)
+        return dict(_check_finite(value, key))
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
