@@ -251,3 +251,21 @@ def test_cli_table(capsys):
 def test_cli_bad_input_exits_2(argv, capsys):
     assert main(["profile", *argv]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_cost_model_asks_the_press_not_its_name():
+    from speechpress.presses.base import Press
+
+    class Halves(Press):  # an unregistered press: the cost model knows it only through output_length
+        name = "halves"
+
+        def output_length(self, n_in, duration_s=None):
+            return n_in // 2
+
+    class Variable(Halves):
+        variable_length = True
+
+    qa = MODEL_CARDS["qwen2-audio-7b"]
+    assert estimate_cost(qa, 60, [Halves()]).audio_tokens == 750
+    with pytest.raises(PressError, match="content-dependent"):
+        estimate_cost(qa, 60, [Variable()])

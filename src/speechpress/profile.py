@@ -19,11 +19,12 @@ Conventions (``docs/profile.md`` has the derivations and an example):
   ``ceil(duration / 30)`` windows cost the same: conv1 ``2*M*d*3*mels`` (M = 2 * positions mel frames), conv2
   ``2*P*d*3*d``, per layer ``2*P*(4 d^2 + 2 d F) + 4 P^2 d`` (bidirectional attention).
 * KV cache: ``2 (K and V) * L * kv * hd * bytes * cached tokens``.
-* Press names are strings: any press divides the token count by its ratio (``ceil(n / k)``, as
-  :func:`speechpress.ratio.target_length`) or meets its tokens-per-second target; ``hfq`` without a target uses
-  1.67 tokens/s; ``sst`` keeps ``ceil(L / alpha)`` summary tokens per interval of ``interval_tokens`` audio
-  tokens and evicts the speech tokens' KV after each interval (one interval's raw tokens are cached
-  transiently).
+* Presses are asked, not recognised by name: a chain of (name, ratio[, tokens_per_second]) steps is built by the
+  one chain builder (on the meta device: no weights), each press's ``output_length`` gives its token count and a
+  KV press's ``kv_schedule`` its prefill blocks (SST: per interval of ``interval_tokens`` audio tokens,
+  ``ceil(L / alpha)`` summary tokens kept and the speech tokens' KV evicted; one interval's raw tokens are
+  cached transiently). A press that declares ``variable_length`` is refused: it cannot be costed from its
+  length alone.
 """
 
 from __future__ import annotations
@@ -32,15 +33,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import torch
+
 from speechpress.errors import ConfigError, PressError
 from speechpress.model.config import SpeechLMConfig
 from speechpress.model.lengths import audio_token_count
-from speechpress.ratio import check_ratio, target_length
-
-# Mirrors speechpress.presses.summary_tokens.DEFAULT_INTERVAL_TOKENS and presses.hfq.DEFAULT_TOKENS_PER_SECOND
-# (kept here so the cost model does not build presses; a test checks they agree).
-SST_INTERVAL_TOKENS = 256
-HFQ_TOKENS_PER_SECOND = 5 / 3
+from speechpress.presses.base import Press
+from speechpress.presses.chain import build_chain, parse_steps
+from speechpress.presses.hfq import DEFAULT_TOKENS_PER_SECOND as HFQ_TOKENS_PER_SECOND  # noqa: F401 (re-export)
+from speechpress.presses.summary_tokens import DEFAULT_INTERVAL_TOKENS as SST_INTERVAL_TOKENS
+from speechpress.ratio import check_ratio
 
 # Longest recording the cost model takes: about a week. Counting is per 30 s window and per SST interval, so 1e12
 # minutes never finished; 10,000 minutes takes a tenth of a second.
@@ -62,32 +64,29 @@ class PressStep:
         return self.name if self.ratio is None else f"{self.name}:{self.ratio:g}"
 
 
-def as_chain(chain) -> list[PressStep]:
-    """A chain from None (no compression), an overall ratio, or (name, ratio[, tokens_per_second]) items."""
+def as_chain(chain, config: SpeechLMConfig | None = None, interval_tokens: int = SST_INTERVAL_TOKENS) -> list[tuple[PressStep, Press]]:
+    """(label, press) of each step of a chain given as None (no compression), an overall ratio, resolved Presses
+    or (name, ratio[, tokens_per_second]) items; named presses come from the one chain builder, on the meta
+    device so a 7B card's trainable presses cost no memory."""
     if chain is None:
         return []
     if isinstance(chain, (int, float)) and not isinstance(chain, bool):
         check_ratio(float(chain), None)
-        return [] if chain == 1 else [PressStep("ratio", float(chain))]
-    steps = []
-    for item in chain:
-        if isinstance(item, PressStep):
-            step = item
-        elif isinstance(item, (tuple, list)) and 1 <= len(item) <= 3 and isinstance(item[0], str):
-            step = PressStep(item[0], *item[1:])
-        else:
-            raise PressError(f"a press chain item is (name, ratio) or (name, ratio, tokens_per_second), got {item!r}")
-        if not step.name:
-            raise PressError("a press in the chain has an empty name")
-        check_ratio(step.ratio, step.tokens_per_second)
-        steps.append(step)
-    for i, step in enumerate(steps):
-        if step.name == "sst":
-            if i != len(steps) - 1:
-                raise PressError("sst acts on the KV cache inside the LLM: it must be the last press of a chain")
-            if step.ratio is not None and not float(step.ratio).is_integer():
-                raise PressError(f"the SST ratio alpha must be a whole number, got {step.ratio}")
-    return steps
+        return [] if chain == 1 else [(PressStep("ratio", float(chain)), Press(ratio=float(chain)))]
+    items = list(chain)
+    if items and all(isinstance(p, Press) for p in items):
+        presses = build_chain(config, items)
+        return [(PressStep(p.name, p.ratio, p.tokens_per_second), p) for p in presses]
+    named = [(i.name, i.ratio, i.tokens_per_second) if isinstance(i, PressStep) else i for i in items]
+    steps = [PressStep(*step) for step in parse_steps(named)]
+    if not steps:
+        return []
+    if config is None:
+        raise PressError("a chain of named presses needs the model config to build them")
+    with torch.device("meta"):
+        presses = build_chain(config, [(st.name, st.ratio, st.tokens_per_second) for st in steps],
+                              options={"interval_tokens": interval_tokens}, strict_options=False)
+    return list(zip(steps, presses))
 
 
 @dataclass(frozen=True)
@@ -249,27 +248,23 @@ class CostReport:
         return asdict(self)
 
 
-def chain_counts(n_tokens: int, duration_s: float, chain: Sequence[PressStep], interval_tokens: int) -> tuple[list, list]:
-    """Token count after each press, and the SST intervals [(speech tokens, SSTs)] when the chain ends in sst."""
-    stages, intervals = [], []
-    for step in chain:
-        if step.name == "sst":
-            if step.tokens_per_second is not None:
-                alpha = max(1, round(n_tokens / (duration_s * step.tokens_per_second)))
-            else:
-                alpha = 1 if step.ratio is None else int(step.ratio)
-            intervals = [
-                (min(interval_tokens, n_tokens - s), math.ceil(min(interval_tokens, n_tokens - s) / alpha))
-                for s in range(0, n_tokens, interval_tokens)
-            ]
-            n_tokens = sum(k for _, k in intervals)
+def chain_counts(n_tokens: int, duration_s: float, chain: Sequence[tuple[PressStep, Press]]) -> tuple[list, list]:
+    """Token count after each press (asked of the press), and the KV press's prefill blocks [(tokens run, audio
+    entries kept)] when the chain ends in one."""
+    stages, schedule = [], []
+    for step, press in chain:
+        if press.variable_length:
+            raise PressError(
+                f"press {press.name!r} emits a content-dependent number of tokens: the analytic cost model cannot "
+                "count it; measure it instead (profile --measure)"
+            )
+        if press.space == "kv":
+            schedule = press.kv_schedule(n_tokens, duration_s)
+            n_tokens = sum(kept for _, kept in schedule)
         else:
-            tps = step.tokens_per_second
-            if step.name == "hfq" and step.ratio is None and tps is None:
-                tps = HFQ_TOKENS_PER_SECOND
-            n_tokens = target_length(n_tokens, step.ratio, tps, duration_s)
+            n_tokens = press.output_length(n_tokens, duration_s)
         stages.append((step.label(), n_tokens))
-    return stages, intervals
+    return stages, schedule
 
 
 def estimate_cost(
@@ -300,24 +295,23 @@ def estimate_cost(
     if dtype not in DTYPE_BYTES:
         raise ConfigError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
     b = DTYPE_BYTES[dtype]
-    steps = as_chain(chain)
+    steps = as_chain(chain, config, interval_tokens)
     llm, enc = LLMShape.from_config(config.llm), EncoderShape.from_config(config.encoder)
 
     n_enc = audio_token_count(int(round(duration_s * config.sample_rate)), config)
-    stages, intervals = chain_counts(n_enc, duration_s, steps, interval_tokens)
+    stages, schedule = chain_counts(n_enc, duration_s, steps)
     n_audio = stages[-1][1] if stages else n_enc
-    uses_sst = bool(steps) and steps[-1].name == "sst"
 
     # LLM prefill as blocks of (new tokens, tokens cached before them).
-    if uses_sst:
+    if schedule:
         blocks, memory, peak = [], 0, 0
-        for speech, ssts in intervals:
-            blocks.append((speech + ssts, memory))
-            peak = max(peak, memory + speech + ssts)
-            memory += ssts  # the interval's speech KV is evicted, its SSTs stay
+        for run, kept in schedule:
+            blocks.append((run, memory))
+            peak = max(peak, memory + run)
+            memory += kept  # what the KV press keeps of the block (SST: the summary tokens)
         if prompt_tokens:
             blocks.append((prompt_tokens, memory))
-        act_tokens = max([speech + ssts for speech, ssts in intervals] + [prompt_tokens])
+        act_tokens = max([run for run, _ in schedule] + [prompt_tokens])
     else:
         blocks = [(n_audio + prompt_tokens, 0)]
         peak = 0
@@ -348,7 +342,7 @@ def estimate_cost(
 
     return CostReport(
         model=model,
-        chain=" + ".join(s.label() for s in steps) or "none",
+        chain=" + ".join(st.label() for st, _ in steps) or "none",
         duration_s=float(duration_s),
         bytes_per_element=b,
         audio_tokens_encoder=n_enc,

@@ -25,7 +25,7 @@ import torch
 
 from speechpress.errors import ConfigError
 from speechpress.memory import peak_memory_bytes
-from speechpress.profile import SST_INTERVAL_TOKENS, estimate_cost
+from speechpress.profile import estimate_cost
 
 TORCH_DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -118,20 +118,18 @@ def count_prefill_flops(model, audio, chain, question: str | None = None) -> dic
 
 
 # ------------------------------------------------------------------------------------------------ analytic
-def chain_steps(chain) -> list[tuple]:
-    """(name, ratio, tokens_per_second) of each press of a resolved chain, as the analytic model takes them."""
-    return [(p.name, p.ratio, p.tokens_per_second) for p in chain if p.name != "identity"]
+def chain_steps(chain) -> list:
+    """The presses of a resolved chain that the analytic model asks (identity changes nothing)."""
+    return [p for p in chain if p.name != "identity"]
 
 
 def analytic_prefill(model, chain, duration_s: float, prefix_tokens: int, attention: str = "dense"):
     """The analytic CostReport matching what a SpeechLM prefill runs: the prompt prefix before the audio, no
     answer yet. None (with the reason) when the cost model cannot describe this model."""
-    interval = next((int(getattr(p, "interval_tokens")) for p in chain if p.name == "sst" and hasattr(p, "interval_tokens")),
-                    SST_INTERVAL_TOKENS)
     try:
         return estimate_cost(
             model.config, duration_s, chain_steps(chain), prompt_tokens=prefix_tokens, answer_tokens=0,
-            dtype=TORCH_DTYPES.get(model.dtype, "fp32"), attention=attention, interval_tokens=interval,
+            dtype=TORCH_DTYPES.get(model.dtype, "fp32"), attention=attention,
         ), None
     except Exception as err:  # a backend config the cost model does not know: report it, do not fail the run
         return None, f"{type(err).__name__}: {err}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,8 @@ from speechpress.errors import AudioError, ConfigError, ModelLoadError, PressErr
 from speechpress.features import iter_feature_windows, num_windows
 from speechpress.model.config import SpeechLMConfig
 from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_mel_frames, window_token_spans
-from speechpress.presses import AudioTokens, Press, PressContext, build_press, check_chain, parse_press_spec
+from speechpress.presses import AudioTokens, Press, PressContext
+from speechpress.presses.chain import build_chain, new_press
 from speechpress.presses.base import segment_mean
 
 
@@ -172,36 +172,10 @@ class SpeechLM(nn.Module):
     def press_chain(
         self, spec=None, ratio: float | None = None, tokens_per_second: float | None = None, options: dict | None = None
     ) -> list[Press]:
-        """Resolve a press spec ("avgpool", "avgpool:2+sst:8", a Press, or a list) into a checked chain.
-
-        Trained presses stored with the model are used when the name matches; an untrained trainable press
-        gets a warning, because its output is noise until it is trained. ``options`` (e.g.
-        ``{"interval_tokens": 128}``) go to every press of the chain whose constructor takes them.
-        """
-        if spec is None:
-            spec = "identity"
-        if isinstance(spec, Press):
-            chain = [spec]
-        elif isinstance(spec, (list, tuple)):
-            chain = list(spec)
-        else:
-            chain = []
-            parsed = parse_press_spec(str(spec), ratio, tokens_per_second)
-            per_press = split_press_options([name for name, _, _ in parsed], options)
-            for (name, r, t), accepted in zip(parsed, per_press):
-                if name in self.presses:
-                    press = copy.copy(self.presses[name])  # shares the trained parameters
-                    if r is not None or t is not None:
-                        press.ratio, press.tokens_per_second = r, t
-                    for key, value in accepted.items():
-                        setattr(press, key, value)
-                else:
-                    press = self._new_press(name, ratio=r, tokens_per_second=t, **accepted)
-                    if press.trainable:
-                        warnings.warn(f"press {name!r} is trainable but this model holds no trained copy: its output is untrained")
-                chain.append(press.to(self.device))
-        check_chain(chain)
-        return chain
+        """Resolve a press spec ("avgpool", "avgpool:2+sst:8", a Press, or a list) into a checked chain on this
+        model's device, using the trained presses stored with the model (see ``presses.chain.build_chain``)."""
+        chain = build_chain(self.config, spec, ratio, tokens_per_second, options, trained=self.presses)
+        return [press.to(self.device) for press in chain]
 
     # ------------------------------------------------------------------------------------- audio
     def encode(self, audio, batch_windows: int = 8, progress: bool = False) -> AudioTokens:
@@ -439,48 +413,6 @@ class SpeechLM(nn.Module):
         finally:
             trim_cache(context.cache, cache_len)
         return out.logits[0, len(suffix) - 1 : len(ids) - 1].float()
-
-
-def new_press(config: SpeechLMConfig, name: str, **kwargs) -> Press:
-    """Build press ``name`` for a model of this config: trainable presses get the width of the space they act in."""
-    from speechpress.presses import available_presses
-
-    presses = available_presses()
-    if name not in presses:
-        raise PressError(f"unknown press {name!r}; available: {', '.join(presses)}")
-    cls = presses[name]
-    if cls.trainable and "dim" not in kwargs:
-        kwargs["dim"] = config.encoder_output_dim if cls.space == "encoder" else config.llm["hidden_size"]
-    return build_press(name, **kwargs)
-
-
-def split_press_options(names: list[str], options: dict | None) -> list[dict]:
-    """For each press name, the subset of ``options`` its constructor takes; an option no press takes is an error."""
-    import inspect
-
-    from speechpress.presses import available_presses
-
-    presses = available_presses()
-    options = options or {}
-    out, used = [], set()
-    for name in names:
-        params = inspect.signature(presses[name].__init__).parameters if name in presses else {}
-        accepted = {k: v for k, v in options.items() if k in params and k not in ("self", "ratio", "tokens_per_second", "dim")}
-        used |= set(accepted)
-        out.append(accepted)
-    unused = sorted(set(options) - used)
-    if unused:
-        raise PressError(f"no press in {'+'.join(names)} takes the option(s) {', '.join(unused)}")
-    return out
-
-
-def chain_from_spec(config: SpeechLMConfig, spec, ratio=None, tokens_per_second=None, options: dict | None = None) -> list[Press]:
-    """A checked press chain for a model of this config, with freshly built presses (no trained weights)."""
-    parsed = parse_press_spec(spec, ratio, tokens_per_second)
-    per_press = split_press_options([name for name, _, _ in parsed], options)
-    chain = [new_press(config, name, ratio=r, tokens_per_second=t, **opts) for (name, r, t), opts in zip(parsed, per_press)]
-    check_chain(chain)
-    return chain
 
 
 def trim_cache(cache, length: int) -> None:

@@ -8,6 +8,10 @@ registry, the CLI and the result rows read: ``name``, ``description``, ``trainab
 * ``"llm"``: on LLM-space embeddings, after the projector (pruning that reads the LLM: SpeechPrune);
 * ``"kv"``: inside the LLM, on its KV cache (Speech Summarization Tokens).
 
+Every press also declares how many tokens it emits (:meth:`Press.output_length`), or sets ``variable_length``
+when that depends on the content; the cost model and ``info`` ask the press, never its name. A KV press also
+says how it runs the audio through the LLM (:meth:`Press.kv_schedule`).
+
 Most presses only implement :meth:`Press.compress_row`, which sees one un-padded sequence at a time, so
 padding can never change a result and ragged batches need no special care.
 """
@@ -103,6 +107,11 @@ class Press(nn.Module):
     space: ClassVar[str] = "encoder"
     trainable: ClassVar[bool] = False
     query_aware: ClassVar[bool] = False
+    # True when the output count depends on the content: output_length is then only a bound, and the analytic
+    # cost model refuses the press instead of costing it wrongly.
+    variable_length: ClassVar[bool] = False
+    # True when the press has a target of its own (hfq's 50 tokens per window), so it needs no ratio.
+    default_target: ClassVar[bool] = False
 
     def __init__(self, ratio: float | None = None, tokens_per_second: float | None = None):
         super().__init__()
@@ -113,6 +122,12 @@ class Press(nn.Module):
     def output_length(self, n_in: int, duration_s: float | None = None) -> int:
         """How many tokens this press emits for ``n_in`` tokens covering ``duration_s`` seconds."""
         return target_length(n_in, self.ratio, self.tokens_per_second, duration_s)
+
+    def kv_schedule(self, n_in: int, duration_s: float | None = None) -> list[tuple[int, int]]:
+        """A KV press's prefill of ``n_in`` audio tokens as blocks of (tokens run through the LLM, audio KV
+        entries kept after the block). Default: one full prefill, then ``output_length`` entries kept (the
+        kvpress way); SST streams interval by interval."""
+        return [(n_in, self.output_length(n_in, duration_s))]
 
     def forward(self, tokens: AudioTokens, context: PressContext | None = None) -> AudioTokens:
         context = context or PressContext()

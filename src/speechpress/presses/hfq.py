@@ -156,6 +156,7 @@ class HFQFormerPress(Press):
     description = "HFQ-Former: multi-scale learned queries per 30 s window (FastSLM)"
     space = "encoder"
     trainable = True
+    default_target = True
 
     def __init__(
         self,

@@ -283,6 +283,11 @@ class SummaryTokenPress(Press):
     def output_length(self, n_in: int, duration_s: float | None = None) -> int:
         return self.sst_count(n_in, None, duration_s)
 
+    def kv_schedule(self, n_in: int, duration_s: float | None = None) -> list[tuple[int, int]]:
+        """Per interval: its speech tokens and SSTs run through the LLM, only the SSTs stay cached."""
+        counts = [(e - s, math.ceil((e - s) / a)) for s, e, a in self.intervals(n_in, None, duration_s)]
+        return [(speech + ssts, ssts) for speech, ssts in counts]
+
     def layout(self, n_in: int, alpha: AlphaSpec = None, duration_s: float | None = None, first: int = 0) -> Layout:
         """Interleaving of ``n_in`` audio tokens with SSTs: speech token i of an interval goes to i + i // a, the
         SST closing group g to min((g + 1) a, L) + g."""

@@ -286,45 +286,40 @@ def lm_loss(llm, rows, predict, targets, **inputs) -> torch.Tensor:
 
 
 def training_chain(cfg, model) -> list:
-    """The press chain of the config; a trainable press is created in ``model.presses`` (and its constructor
-    settings in ``model.config.presses``) so that ``save_pretrained`` keeps it, or reused if the model has one."""
-    from speechpress.model.speechlm import split_press_options
-    from speechpress.presses import available_presses, check_chain, parse_press_spec
+    """The press chain of the config, built by the one chain builder. A trainable press is first created in
+    ``model.presses`` (and its constructor settings in ``model.config.presses``) so that ``save_pretrained`` keeps
+    it, or reused if the model has one; the chain then shares its weights."""
+    from speechpress.presses import available_presses, parse_press_spec
+    from speechpress.presses.chain import build_chain, new_press, split_press_options
 
     spec = cfg.press.name or "identity"
-    ratio = cfg.press.ratio
-    parsed = parse_press_spec(spec, ratio, cfg.press.tokens_per_second)
+    parsed = parse_press_spec(spec, cfg.press.ratio, cfg.press.tokens_per_second)
     presses = available_presses()
-    chain = []
+    steps, untrained_options = [], {}
     options = split_press_options([name for name, _, _ in parsed], cfg.press.options)
     for (name, r, t), opts in zip(parsed, options):
         if name not in presses:
             raise ConfigError(f"press.name: unknown press {name!r}; available: {', '.join(presses)}")
         cls = presses[name]
-        if name == "sst" and cfg.curriculum and r is None and t is None:
+        if cls.space == "kv" and cfg.curriculum and r is None and t is None:
             r = float(cfg.curriculum[-1].alpha)  # the press keeps the last stage's alpha as its default
         if cls.query_aware:
             raise ConfigError(f"press {name!r} reads the question; training through it is not supported")
         if cls.trainable:
             if name not in model.presses:
-                from speechpress.model.speechlm import new_press
-
                 settings = {k: v for k, v in (("ratio", r), ("tokens_per_second", t)) if v is not None}
                 model.presses[name] = new_press(model.config, name, **settings, **opts).to(model.device)
                 model.config.presses[name] = {**settings, **opts}
-                if name == "sst":  # start the SSTs at the EOS embedding, as Activation Beacon does
+                if hasattr(model.presses[name], "init_from_token"):  # SSTs start at EOS, as Activation Beacon does
                     model.presses[name].init_from_token(model.llm, model.tokenizer.eos_token_id)
-            press = model.presses[name]
             if r is not None or t is not None:
-                press.ratio, press.tokens_per_second = r, t
+                model.presses[name].ratio, model.presses[name].tokens_per_second = r, t
                 model.config.presses[name].update({"ratio": r, "tokens_per_second": t})
                 model.config.presses[name] = {k: v for k, v in model.config.presses[name].items() if v is not None}
-            chain.append(press)
         else:
-            from speechpress.presses import build_press
-
-            chain.append(build_press(name, ratio=r, tokens_per_second=t, **opts))
-    check_chain(chain)
+            untrained_options.update(opts)  # a trained press took its options when it was created
+        steps.append((name, r, t))
+    chain = build_chain(model.config, steps, options=untrained_options, trained=model.presses, strict_options=False)
     kinds = [p.space for p in chain]
     if cfg.recipe == "sst" and kinds[-1:] != ["kv"]:
         raise ConfigError("the sst recipe needs the sst press last in the chain")

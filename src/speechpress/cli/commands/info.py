@@ -28,7 +28,7 @@ def run(args) -> int:
     from speechpress.audio import probe_audio
     from speechpress.model.config import TINY, SpeechLMConfig
     from speechpress.model.lengths import audio_token_count, chain_token_counts
-    from speechpress.model.speechlm import chain_from_spec
+    from speechpress.presses.chain import build_chain
 
     config = TINY
     if args.model:
@@ -39,7 +39,7 @@ def run(args) -> int:
         data = json.loads((resolve_model_dir(args.model) / CONFIG_NAME).read_text())
         data.pop(MARKER_KEY, None)
         config = SpeechLMConfig.from_dict(data, source=args.model)
-    chain = chain_from_spec(config, args.press, args.ratio, args.tokens_per_second, press_options(args))
+    chain = build_chain(config, args.press, args.ratio, args.tokens_per_second, press_options(args))
     info = probe_audio(args.audio)
     samples_16k = round(info.frames * config.sample_rate / info.sample_rate)
     tokens = audio_token_count(samples_16k, config)

@@ -64,7 +64,7 @@ def chain_from_args(args) -> list[tuple]:
             raise PressError(f"unknown press {name!r}; known: {', '.join(sorted(known))}")
         if name == "identity":
             continue
-        if ratio is None and tps is None and name != "hfq":
+        if ratio is None and tps is None and not known[name].default_target:
             raise PressError(f"press {name!r} needs a target: --ratio K or --tokens-per-second T (or {name}:K)")
         chain.append((name, ratio, tps))
     return chain
