@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Train speechpress-smol: the pretrained Whisper-base encoder (frozen) + a trained projector + the pretrained
+# SmolLM2-135M-Instruct (frozen), on the generated corpus, on CPU. Each phase reads the previous one's model; a
+# finished phase (its model/ exists) is skipped and an interrupted one resumes from its last checkpoint, so the
+# script can be run again after a kill or in the next session. Run it in the background:
+#   nohup bash scripts/train_speechpress_smol.sh > runs/speechpress-smol.log 2>&1 &
+# The test split's seed (9) is never used in training. docs/train.md lists each phase's time and figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CFG=configs/train/speechpress-smol
+RUNS=runs/speechpress-smol
+
+# To carry an unfinished phase to the next session: SAVE_STATE=phase1 bash scripts/train_speechpress_smol.sh
+# copies its latest checkpoint and log into train-state/ (commit them) and stops.
+if [ -n "${SAVE_STATE:-}" ]; then
+  last=$(ls -d "$RUNS/$SAVE_STATE"/checkpoints/step-* | tail -1)
+  rm -rf "train-state/speechpress-smol/$SAVE_STATE" && mkdir -p "train-state/speechpress-smol/$SAVE_STATE"
+  cp -r "$last" "train-state/speechpress-smol/$SAVE_STATE/" && cp "$RUNS/$SAVE_STATE/log.jsonl" "train-state/speechpress-smol/$SAVE_STATE/"
+  echo "saved $last to train-state/speechpress-smol/$SAVE_STATE"; exit 0
+fi
+
+
+[ -f corpus/train.jsonl ] || speechpress synth --out corpus --seed 1 --split train --durations 30 90 5m --hours 3
+[ -f corpus/validation.jsonl ] || speechpress synth --out corpus --seed 2 --split validation --durations 30 90 5m --hours 0.3
+[ -f corpus/test.jsonl ] || speechpress synth --out corpus --seed 9 --split test --durations 90 5m --hours 1
+
+# The starting point: both bases referenced by checksum, frame pairs stacked (25 tokens/s, width 1,024), a fresh
+# two-layer MLP projector (seed 0).
+[ -f "$RUNS/init/config.json" ] || speechpress init-model --encoder whisper-base --llm smollm2-135m-instruct \
+    --encoder-pool-mode stack --projector mlp --seed 0 --out "$RUNS/init"
+
+# A phase interrupted in an earlier session on another machine resumes from the checkpoint committed under
+# train-state/ (SAVE_STATE above): trainable weights, optimizer, scheduler and RNG (safetensors + JSON) and the
+# loss log, exactly as the run left them.
+for phase in ${PHASES:-phase1-asr:phase1}; do
+  config=${phase%%:*} name=${phase##*:} out=$RUNS/${phase##*:}
+  if [ -f "$out/model/config.json" ]; then echo "$out: finished, skipped"; continue; fi
+  if [ ! -d "$out/checkpoints" ] && [ -d "train-state/speechpress-smol/$name" ]; then
+    mkdir -p "$out/checkpoints"
+    cp -r "train-state/speechpress-smol/$name"/step-* "$out/checkpoints/"
+    cp "train-state/speechpress-smol/$name/log.jsonl" "$out/log.jsonl"
+    echo "$out: resuming from the committed $(ls "$out/checkpoints")"
+  fi
+  speechpress train "$CFG/$config.yaml" train.progress=false
+done
+
+# The bundle: the trained parts only (projector, new embedding rows, trained presses) in fp16, referencing the
+# packaged bases by sha256; a few MB, shipped as package data.
+LAST=${LAST:-$RUNS/phase1/model}
+python3 -c "from speechpress.model.speechlm import SpeechLM; SpeechLM.from_pretrained('$LAST').save_pretrained('src/speechpress/assets/speechpress-smol', dtype='fp16')"
