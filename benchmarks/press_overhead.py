@@ -1,7 +1,7 @@
 """What each press costs on 10 minutes of real speech through the tiny model, as ratios to the identity press.
 
-For every registered press at one ratio: the time the press itself adds (compress() with the press minus
-compress() with identity, both including the projector), as a fraction of the identity press's whole prefill;
+For every registered press at one ratio: the time the press itself adds (press_tokens() with the press minus
+press_tokens() with identity, both including the projector), as a fraction of the identity press's whole prefill;
 the whole prefill time as a ratio to identity's; and, for trainable presses, parameters and FLOPs of one forward
 (speechpress.presses.cost.press_cost, FlopCounterMode). Each timing is the median of --repeats runs.
 
@@ -63,7 +63,7 @@ def main() -> None:
     query = model.embed_ids(model.tokenizer(QUESTION, add_special_tokens=False)["input_ids"])
     with torch.inference_mode():
         tokens = model.encode(audio)
-        base_compress = median_time(lambda: model.compress(tokens, model.press_chain("identity"), query), args.repeats)
+        base_compress = median_time(lambda: model.press_tokens(tokens, model.press_chain("identity"), query), args.repeats)
         base_prefill = median_time(lambda: model.prefill(audio, "identity"), args.repeats)
     rows = []
     for name, cls in available_presses().items():
@@ -73,11 +73,11 @@ def main() -> None:
         chain = model.press_chain(name, **kwargs)
         press = chain[0]
         with torch.inference_mode():
-            compress_s = median_time(lambda: model.compress(tokens, chain, query), args.repeats)
+            compress_s = median_time(lambda: model.press_tokens(tokens, chain, query), args.repeats)
             prefill_s = median_time(
                 lambda: model.prefill(audio, chain, question=QUESTION if cls.query_aware else None), args.repeats
             )
-            out, _ = model.compress(tokens, chain, query)
+            out = model.press_tokens(tokens, chain, query)
         row = {
             "press": name,
             "space": cls.space,

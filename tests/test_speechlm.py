@@ -71,6 +71,17 @@ def test_compress_once_ask_many_equals_separate_prefills():
     assert a1.llm_audio_tokens == 100 and a1.query_in_compression is False
 
 
+def test_encode_once_then_prefill_several_presses():
+    """A caller may encode once and try several presses: the same contexts as encoding each time."""
+    model = tiny_model()
+    x = speech(6.0)
+    encoded = model.encode(x)
+    for spec in ("identity", "avgpool:2", "random:3"):
+        reused = model.answer_logits(model.prefill(x, spec, encoded=encoded), "Who?", "Maria")
+        fresh = model.answer_logits(model.prefill(x, spec), "Who?", "Maria")
+        assert torch.equal(reused, fresh)
+
+
 def test_answer_logits_equal_full_forward():
     """The cached path (prefill, then suffix) equals one forward over the whole sequence."""
     model = tiny_model()

@@ -23,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from speechpress import kv_cache
 from speechpress.errors import ConfigError
 from speechpress.memory import peak_memory_bytes
 from speechpress.profile import estimate_cost
@@ -47,24 +48,7 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def cache_bytes(cache) -> int:
-    """Bytes of every key and value tensor a transformers cache holds (new ``layers`` API or legacy tuples)."""
-    if cache is None:
-        return 0
-    total = 0
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        for layer in layers:
-            for name in ("keys", "values"):
-                t = getattr(layer, name, None)
-                if isinstance(t, torch.Tensor):
-                    total += t.numel() * t.element_size()
-        return total
-    for item in cache:
-        for t in item:
-            if isinstance(t, torch.Tensor):
-                total += t.numel() * t.element_size()
-    return total
+cache_bytes = kv_cache.nbytes  # what the cache really holds, counted where the cache is changed
 
 
 # -------------------------------------------------------------------------------------------------- FLOPs

@@ -26,13 +26,14 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from speechpress import kv_cache
 from speechpress.audio import Audio, load_audio
 from speechpress.errors import AudioError, ConfigError, ModelLoadError, PressError
 from speechpress.features import iter_feature_windows, num_windows
 from speechpress.model.config import SpeechLMConfig
 from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_mel_frames, window_token_spans
 from speechpress.presses import AudioTokens, Press, PressContext
-from speechpress.presses.chain import build_chain, new_press
+from speechpress.presses.chain import build_chain, new_press, token_presses
 from speechpress.presses.base import segment_mean
 
 
@@ -235,21 +236,16 @@ class SpeechLM(nn.Module):
     def project(self, tokens: AudioTokens) -> AudioTokens:
         return AudioTokens(self.projector(tokens.embeddings), tokens.lengths, tokens.spans)
 
-    def compress(self, tokens: AudioTokens, chain: list[Press], query_embeds: torch.Tensor | None = None):
-        """Run the chain; returns (LLM-space tokens, the KV press or None). The projector runs where the chain
-        passes from encoder-space to LLM-space presses."""
+    def press_tokens(self, tokens: AudioTokens, chain: list[Press], query_embeds: torch.Tensor | None = None) -> AudioTokens:
+        """Run the chain's token presses and return LLM-space tokens; the projector runs where the chain passes
+        from encoder-space to LLM-space presses. A KV press acts later, in :meth:`prefill` (or in training)."""
         context = PressContext(query_embeds=query_embeds, llm=self.llm)
-        projected, kv_press = False, None
-        for press in chain:
+        projected = False
+        for press in token_presses(chain):
             if press.space != "encoder" and not projected:
                 tokens, projected = self.project(tokens), True
-            if press.space == "kv":
-                kv_press = press
-                break
             tokens = press(tokens, context)
-        if not projected:
-            tokens = self.project(tokens)
-        return tokens, kv_press
+        return tokens if projected else self.project(tokens)
 
     # ------------------------------------------------------------------------------------ prompts
     def prompt_ids(self, question: str | None) -> tuple[list[int], list[int]]:
@@ -273,9 +269,15 @@ class SpeechLM(nn.Module):
     # ------------------------------------------------------------------------------ prefill / answer
     @torch.inference_mode()
     def prefill(
-        self, audio, press=None, ratio=None, tokens_per_second=None, question: str | None = None, progress: bool = False
+        self, audio, press=None, ratio=None, tokens_per_second=None, question: str | None = None, progress: bool = False,
+        encoded: AudioTokens | None = None,
     ) -> AudioContext:
-        """Encode, compress and prefill the audio once. ``question`` is read only by query-aware presses."""
+        """Encode, compress and prefill the audio once. ``question`` is read only by query-aware presses.
+
+        ``encoded``: this audio's :meth:`encode` output, so a caller trying several presses encodes once (its
+        ``prefill_seconds`` then leaves the encoding out). The one path to the LLM: token presses, then the
+        last press's ``prefill`` hook (a full prefill, unless it is a KV press that evicts as it goes).
+        """
         audio = self.as_audio(audio)
         chain = self.press_chain(press, ratio, tokens_per_second)
         query_aware = any(p.query_aware for p in chain)
@@ -283,29 +285,22 @@ class SpeechLM(nn.Module):
             names = ", ".join(p.name for p in chain if p.query_aware)
             raise PressError(f"press {names} reads the question: prefill with question=...")
         start = time.perf_counter()
-        tokens = self.encode(audio, progress=progress)
+        tokens = self.encode(audio, progress=progress) if encoded is None else encoded
         encoder_tokens = int(tokens.lengths[0])
         query = self.embed_ids(self.tokenizer(question, add_special_tokens=False)["input_ids"]) if query_aware else None
-        tokens, kv_press = self.compress(tokens, chain, query)
+        tokens = self.press_tokens(tokens, chain, query)
         n = int(tokens.lengths[0])
-        audio_embeds = tokens.embeddings[:, :n].to(self.dtype)
         prefix_ids, _ = self.prompt_ids(None)
-        prefix = self.embed_ids(prefix_ids)
-        if kv_press is not None:
-            state = kv_press.prefill(self.llm, prefix, audio_embeds)
-            cache, next_position = state.cache, state.next_position
-            cached_audio = cache.get_seq_length() - len(prefix_ids)
-        else:
-            out = self.llm.base_model(inputs_embeds=torch.cat([prefix, audio_embeds], dim=1), use_cache=True)
-            cache, next_position, cached_audio = out.past_key_values, len(prefix_ids) + n, n
+        stage = chain[-1] if chain else new_press(self.config, "identity")
+        state = stage.prefill(self.llm, self.embed_ids(prefix_ids), tokens.embeddings[:, :n].to(self.dtype))
         return AudioContext(
-            cache=cache,
-            next_position=next_position,
+            cache=state.cache,
+            next_position=state.next_position,
             prefix_tokens=len(prefix_ids),
             duration=audio.duration,
             encoder_tokens=encoder_tokens,
             llm_audio_tokens=n,
-            cached_audio_tokens=cached_audio,
+            cached_audio_tokens=state.kept_tokens - len(prefix_ids),
             spans=tokens.spans[0, :n].cpu(),
             press="+".join(f"{p.name}" + ("" if p.name == "identity" else f":{_target(p)}") for p in chain),
             query_in_compression=query_aware,
@@ -368,7 +363,7 @@ class SpeechLM(nn.Module):
                 logits = self._forward_ids(context, [token], position)
                 position += 1
         finally:
-            trim_cache(context.cache, cache_len)
+            kv_cache.truncate(context.cache, cache_len)
         return Answer(
             text=self.tokenizer.decode(generated, skip_special_tokens=True),
             token_ids=generated,
@@ -411,16 +406,8 @@ class SpeechLM(nn.Module):
                 use_cache=True,
             )
         finally:
-            trim_cache(context.cache, cache_len)
+            kv_cache.truncate(context.cache, cache_len)
         return out.logits[0, len(suffix) - 1 : len(ids) - 1].float()
-
-
-def trim_cache(cache, length: int) -> None:
-    """Drop every cache entry after the first ``length`` (the answer's tokens), on every layer."""
-    for layer in cache.layers:
-        if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.shape[-2] > length:
-            layer.keys = layer.keys[..., :length, :]
-            layer.values = layer.values[..., :length, :]
 
 
 def _target(press: Press) -> str:

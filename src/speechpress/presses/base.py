@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from speechpress.errors import PressError
+from speechpress.kv_cache import KVState, full_prefill
 from speechpress.ratio import check_ratio, target_length
 
 SPACES = ("encoder", "llm", "kv")
@@ -128,6 +129,11 @@ class Press(nn.Module):
         entries kept after the block). Default: one full prefill, then ``output_length`` entries kept (the
         kvpress way); SST streams interval by interval."""
         return [(n_in, self.output_length(n_in, duration_s))]
+
+    def prefill(self, llm: nn.Module, prefix_embeds: torch.Tensor, audio_embeds: torch.Tensor) -> KVState:
+        """Where the chain meets the LLM: run [prefix + audio] into a KV cache. Token presses have already acted,
+        so the default is one full prefill; a KV press overrides this to compress the cache as it goes."""
+        return full_prefill(llm, prefix_embeds, audio_embeds)
 
     def forward(self, tokens: AudioTokens, context: PressContext | None = None) -> AudioTokens:
         context = context or PressContext()

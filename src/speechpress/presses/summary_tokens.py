@@ -56,7 +56,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from speechpress import kv_cache
 from speechpress.errors import ConfigError, PressError
+from speechpress.kv_cache import KVState
 from speechpress.presses.base import AudioTokens, Press, PressContext, group_spans
 from speechpress.presses.registry import register_press
 
@@ -128,31 +130,21 @@ class Layout:
 
 
 @dataclass
-class SSTState:
+class SSTState(KVState):
     """What streaming prefill leaves behind: a cache holding only prefix + SST keys/values, and the positions.
 
     ``next_position`` is the RoPE position of the first token after the audio (time-preserving positions, so
     it counts evicted tokens too); ``kept_tokens`` the cache length right after prefill.
     """
 
-    cache: object  # transformers DynamicCache
-    next_position: int
-    kept_tokens: int
-    audio_tokens: int
-    sst_tokens: int
+    audio_tokens: int = 0
+    sst_tokens: int = 0
     prefix_tokens: int = 0
     intervals: int = 0
     alphas: list[int] = field(default_factory=list)
     sst_spans: torch.Tensor | None = None  # [sst_tokens, 2] seconds each SST summarises, if spans were given
     dtype: torch.dtype = torch.float32
     device: torch.device | str = "cpu"
-
-    def cache_length(self) -> int:
-        return int(self.cache.get_seq_length())
-
-    def position(self) -> int:
-        """RoPE position of the next token to append (after whatever was appended since prefill)."""
-        return self.next_position + self.cache_length() - self.kept_tokens
 
     def step_inputs(self, n_new: int) -> dict:
         """Keyword arguments for ``llm(inputs_embeds=x, **state.step_inputs(x.shape[1]))``.
@@ -168,23 +160,6 @@ class SSTState:
             position_ids=torch.arange(start, start + n_new, device=self.device)[None],
             attention_mask=chunk_mask(n_new, self.cache_length(), self.dtype, self.device),
             use_cache=True,
-        )
-
-    def rewind(self) -> None:
-        """Drop every token appended after prefill (a question, an answer) so another question can be asked
-        of the same compressed audio: compress once, ask many. Copies, so the dropped memory is freed."""
-        for layer in self.cache.layers:
-            if layer.keys is not None and layer.keys.shape[-2] > self.kept_tokens:
-                layer.keys = layer.keys[..., : self.kept_tokens, :].clone()
-                layer.values = layer.values[..., : self.kept_tokens, :].clone()
-
-    def kv_bytes(self) -> int:
-        """Bytes the cache's key and value tensors really hold now."""
-        return sum(
-            t.numel() * t.element_size()
-            for layer in self.cache.layers
-            for t in (layer.keys, layer.values)
-            if t is not None
         )
 
 
@@ -417,13 +392,10 @@ class SummaryTokenPress(Press):
         for start, end in lay.bounds:
             kept_before = int(cache.get_seq_length())
             run(self._interleave(audio, lay, start, end)[None])
-            keep = torch.cat(
+            kept = torch.cat(
                 [torch.arange(kept_before), kept_before + torch.nonzero(lay.is_sst[start:end]).flatten()]
             ).to(device)
-            for layer in cache.layers:
-                # index_select copies: the interval's speech keys/values are freed, not masked.
-                layer.keys = layer.keys.index_select(-2, keep)
-                layer.values = layer.values.index_select(-2, keep)
+            kv_cache.keep(cache, kept)  # the interval's speech keys/values are freed, not masked
 
         spans = None
         if audio_spans is not None:

@@ -208,8 +208,7 @@ class AnswerObjective(Objective):
         return batch
 
     def compressed(self, batch: dict) -> AudioTokens:
-        tokens, kv = self.model.compress(self.audio_tokens(batch), list(self.chain))
-        return tokens
+        return self.model.press_tokens(self.audio_tokens(batch), list(self.chain))
 
     def forward(self, batch: dict) -> torch.Tensor:
         model = self.model
@@ -243,7 +242,8 @@ class SSTObjective(AnswerObjective):
 
     def forward(self, batch: dict) -> torch.Tensor:
         model = self.model
-        tokens, kv_press = model.compress(self.audio_tokens(batch), list(self.chain))
+        tokens = model.press_tokens(self.audio_tokens(batch), list(self.chain))
+        kv_press = self.chain[-1]  # the sst recipe checked that the chain ends in its KV press
         embed = model.llm.get_input_embeddings()
         dev, dtype = model.device, embed.weight.dtype
         B = tokens.batch_size
