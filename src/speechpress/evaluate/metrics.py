@@ -3,12 +3,13 @@
 Scales follow the convention of the tool each metric comes from, so numbers can be set beside published ones:
 WER and CER are fractions (0.25 = one error in four reference words; lower is better), BLEU is sacrebleu's
 0-100, ROUGE-L F1, multiple-choice and numeric accuracy are fractions in [0, 1]. Corpus-level metrics (WER,
-CER, BLEU) pool counts over all rows; ROUGE-L is the mean of per-row F1 (as rouge-score does).
+CER, BLEU) pool counts over all rows; ROUGE-L is the mean of per-row F1 (as rouge-score does). WER
+normalizes with Whisper's English normalizer (``normalize.py``).
 
 ``METRICS`` maps a name to ``fn(predictions, references, **kw) -> dict``; :func:`aggregate` runs them per task
 and pools them overall. Metric definitions for long-form tasks follow LongSpeech (research notes,
 speechxl-and-benchmarks section 3.4): WER for ASR, case-insensitive BLEU-4 for translation, ROUGE F1 for
-summaries, numeric accuracy with a parsability rate for counting tasks, accuracy for multiple choice.
+summaries (rouge-score, stemmer on), numeric accuracy with a parsability rate for counting tasks, accuracy for multiple choice.
 """
 
 from __future__ import annotations
@@ -257,49 +258,24 @@ def bleu(
 # ------------------------------------------------------------------------------------------------ ROUGE
 
 
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence of two token lists (O(len(a) * len(b)) time, O(len(b)) memory)."""
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
+def rouge(predictions: Sequence[str], references: Sequence[str], normalizer: str | None = None,
+          use_stemmer: bool = True, **_) -> dict:
+    """ROUGE-L F1 with ROUGE-1/2 F1 beside it, by Google's ``rouge-score`` (the package papers and lmms-eval use),
+    Porter stemmer on; means of per-row F1, in [0, 1]. rouge-score lowercases and keeps only ``[a-z0-9]`` tokens,
+    so a text with no Latin letters or digits scores 0 (rouge-score's own behaviour, also for two empty texts).
+    ``normalizer`` (off by default, as peers score) is applied first when given."""
+    from rouge_score import rouge_scorer
 
-
-def _f1(overlap: int, n_pred: int, n_ref: int) -> float:
-    if n_pred == 0 and n_ref == 0:
-        return 1.0
-    if overlap == 0:
-        return 0.0
-    p, r = overlap / n_pred, overlap / n_ref
-    return 2 * p * r / (p + r)
-
-
-def _ngram_overlap(pred: list[str], ref: list[str], n: int) -> tuple[int, int, int]:
-    from collections import Counter
-
-    cp = Counter(tuple(pred[i : i + n]) for i in range(len(pred) - n + 1))
-    cr = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
-    return sum((cp & cr).values()), sum(cp.values()), sum(cr.values())
-
-
-def rouge(predictions: Sequence[str], references: Sequence[str], normalizer: str | None = "english", **_) -> dict:
-    """ROUGE-L F1 (LCS over normalized words), with ROUGE-1/2 F1 beside it; means over rows, in [0, 1].
-    Both sides empty scores 1, one side empty 0. No stemming (rouge-score's default is also no stemmer)."""
     _check_pairs(predictions, references, "rouge_l")
     norm = get_normalizer(normalizer)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=use_stemmer)
     r1 = r2 = rl = 0.0
     for pred, ref in zip(predictions, references):
-        p, r = norm(pred).split(), norm(ref).split()
-        rl += _f1(lcs_length(p, r), len(p), len(r))
-        r1 += _f1(*_ngram_overlap(p, r, 1))
-        r2 += _f1(*_ngram_overlap(p, r, 2))
+        s = scorer.score(norm(ref), norm(pred))  # rouge-score takes (target, prediction)
+        r1, r2, rl = r1 + s["rouge1"].fmeasure, r2 + s["rouge2"].fmeasure, rl + s["rougeL"].fmeasure
     n = len(predictions)
-    return dict(score=rl / n, rouge_l=rl / n, rouge1=r1 / n, rouge2=r2 / n, n=n)
+    return dict(score=rl / n, rouge_l=rl / n, rouge1=r1 / n, rouge2=r2 / n, n=n, stemmer=use_stemmer,
+                normalizer=normalizer)
 
 
 # ---------------------------------------------------------------------------------------- numeric accuracy

@@ -1,51 +1,28 @@
 """Text normalizers applied to both prediction and reference before WER, CER and ROUGE.
 
-Scores from different speech LLMs are only comparable when casing, punctuation and "25" vs "twenty-five" do not
-count as errors; speech-LLM toolkits use Whisper's ``EnglishTextNormalizer`` for this (research notes, peer
-projects section 6). This is our own small version of it, so the rules are few and written down here:
+Scores from different speech LLMs are only comparable when they are normalized the same way, and peers
+(lmms-eval, Ultravox, most papers) use Whisper's ``EnglishTextNormalizer``; research notes, peer projects
+section 6. :func:`normalize_english` is exactly that class as transformers ships it
+(``transformers.models.whisper.english_normalizer``), with Whisper's British -> American spelling table
+(``whisper_english_spelling.json``: Whisper's ``english.json``, MIT licence, 1,739 entries, the same table a
+Whisper tokenizer's ``normalizer.json`` holds). An earlier home-made subset was dropped: it differed from Whisper
+on years (``nineteen eighty four``: ``19 84`` vs ``1984``), ``'s`` (``he's like``), titles (``mr`` ->
+``mister``), currencies, ordinals and spellings, so its WER could not be set beside published numbers.
 
-:func:`normalize_english`, in this order:
-
-1. Unicode NFKD, drop combining marks (``café`` -> ``cafe``), lowercase.
-2. Remove annotations in brackets: ``[laughter]``, ``<unk>``, ``(inaudible)``.
-3. Expand unambiguous contractions: ``won't`` -> ``will not``, ``can't`` -> ``can not``, ``n't`` -> `` not``,
-   ``'re`` -> `` are``, ``'ve`` -> `` have``, ``'ll`` -> `` will``, ``'m`` -> `` am``. ``'s`` and ``'d`` are
-   ambiguous and stay; remaining apostrophes are then deleted (``john's`` -> ``johns``).
-4. Digits: thousands separators go (``1,000`` -> ``1000``); a ``.`` between digits stays (``3.5``).
-5. Every other punctuation or symbol character (Unicode categories P* and S*) becomes a space
-   (``twenty-five`` -> ``twenty five``).
-6. Filler words are removed: hmm, mm, mhm, mmm, uh, um.
-7. Runs of cardinal number words become digits: ``twenty five`` -> ``25``, ``one hundred and three`` -> ``103``,
-   ``two thousand twenty`` -> ``2020``, ``three million`` -> ``3000000``. A word that cannot continue the number
-   starts a new one (``one two three`` -> ``1 2 3``, ``nineteen eighty`` -> ``19 80``: years spoken as pairs
-   are not joined, unlike Whisper). ``and`` is absorbed only between number words after ``hundred`` or a scale
-   word. Ordinals (``first``), fractions, ``a hundred`` and ``point`` decimals are left as words.
-8. Whitespace is collapsed and stripped.
-
-Not done (Whisper does them): British -> American spellings, currency and unit rewriting, ordinals.
-
-:func:`normalize_basic` (for CER and non-English text, where step 1's NFKD would split Hangul into jamo):
-NFKC, lowercase, steps 2, 5 and 8 only.
+:func:`normalize_basic` (for CER and non-English text, where NFKD would split Hangul into jamo): NFKC,
+lowercase, bracketed annotations removed, punctuation and symbols to spaces, whitespace collapsed.
+:func:`words_to_numbers` (cardinal words to digits) stays for ``parse_number`` (counting answers).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import unicodedata
+from pathlib import Path
 
 _BRACKETS = re.compile(r"\[[^\]]*\]|<[^>]*>|\([^)]*\)")
-_CONTRACTIONS = [
-    (re.compile(r"\bwon't\b"), "will not"),
-    (re.compile(r"\bcan't\b"), "can not"),
-    (re.compile(r"\bshan't\b"), "shall not"),
-    (re.compile(r"n't\b"), " not"),
-    (re.compile(r"'re\b"), " are"),
-    (re.compile(r"'ve\b"), " have"),
-    (re.compile(r"'ll\b"), " will"),
-    (re.compile(r"'m\b"), " am"),
-]
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
-_FILLERS = frozenset({"hmm", "mm", "mhm", "mmm", "uh", "um"})
 
 UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine".split())}
 TEENS = {w: i + 10 for i, w in enumerate(
@@ -72,7 +49,9 @@ def _strip_punctuation(text: str, keep_decimal: bool) -> str:
 
 
 def words_to_numbers(words: list[str]) -> list[str]:
-    """Replace runs of cardinal number words by their digits (rules in the module docstring, step 7)."""
+    """Replace runs of cardinal number words by their digits, for reading counting answers: ``twenty five`` ->
+    ``25``, ``one hundred and three`` -> ``103``; a word that cannot continue the number starts a new one
+    (``one two three`` -> ``1 2 3``)."""
     out: list[str] = []
     total = current = 0
     last: str | None = None  # kind of the previous number word, None outside a number
@@ -133,19 +112,17 @@ def words_to_numbers(words: list[str]) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _whisper_english():
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    table = Path(__file__).with_name("whisper_english_spelling.json")
+    return EnglishTextNormalizer(json.loads(table.read_text(encoding="utf-8")))
+
+
 def normalize_english(text: str) -> str:
-    """English normalizer for WER/ROUGE in the spirit of Whisper's ``EnglishTextNormalizer``; see module docstring."""
-    text = unicodedata.normalize("NFKD", text or "")
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
-    text = _BRACKETS.sub(" ", text)
-    for pattern, repl in _CONTRACTIONS:
-        text = pattern.sub(repl, text)
-    text = text.replace("'", "")
-    text = _THOUSANDS.sub("", text)
-    text = _strip_punctuation(text, keep_decimal=True)
-    words = [w for w in text.split() if w not in _FILLERS]
-    return " ".join(words_to_numbers(words))
+    """Whisper's English normalizer (transformers' ``EnglishTextNormalizer`` with Whisper's spelling table)."""
+    return _whisper_english()(text or "")
 
 
 def normalize_basic(text: str) -> str:
