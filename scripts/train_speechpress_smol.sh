@@ -23,6 +23,7 @@ fi
 [ -f corpus/train.jsonl ] || speechpress synth --out corpus --seed 1 --split train --durations 30 90 5m --hours 3
 [ -f corpus/validation.jsonl ] || speechpress synth --out corpus --seed 2 --split validation --durations 30 90 5m --hours 0.3
 [ -f corpus/test.jsonl ] || speechpress synth --out corpus --seed 9 --split test --durations 90 5m --hours 1
+[ -f corpus-30s/train.jsonl ] || speechpress synth --out corpus-30s --seed 3 --split train --durations 30 --hours 2
 
 # The starting point: both bases referenced by checksum, frame pairs stacked (25 tokens/s, width 1,024), a fresh
 # two-layer MLP projector (seed 0).
@@ -32,7 +33,7 @@ fi
 # A phase interrupted in an earlier session on another machine resumes from the checkpoint committed under
 # train-state/ (SAVE_STATE above): trainable weights, optimizer, scheduler and RNG (safetensors + JSON) and the
 # loss log, exactly as the run left them.
-for phase in ${PHASES:-phase1-asr:phase1}; do
+for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2}; do
   config=${phase%%:*} name=${phase##*:} out=$RUNS/${phase##*:}
   if [ -f "$out/model/config.json" ]; then echo "$out: finished, skipped"; continue; fi
   if [ ! -d "$out/checkpoints" ] && [ -d "train-state/speechpress-smol/$name" ]; then
@@ -46,5 +47,5 @@ done
 
 # The bundle: the trained parts only (projector, new embedding rows, trained presses) in fp16, referencing the
 # packaged bases by sha256; a few MB, shipped as package data.
-LAST=${LAST:-$RUNS/phase1/model}
+LAST=${LAST:-$RUNS/phase2/model}
 python3 -c "from speechpress.model.speechlm import SpeechLM; SpeechLM.from_pretrained('$LAST').save_pretrained('src/speechpress/assets/speechpress-smol', dtype='fp16')"
