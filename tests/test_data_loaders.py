@@ -135,7 +135,7 @@ def test_audiomarathon_list_and_desed_forms(tmp_path):
          "answer_gt": "male"},
     ]
     (tmp_path / "vox.json").write_text(json.dumps(records, indent=2))
-    ex = load_audiomarathon(tmp_path / "vox.json", "SGR")
+    ex = load_audiomarathon(tmp_path / "vox.json", "SGR", audio_root=tmp_path)  # published: <folder>/wav/
     assert [e.answer for e in ex] == ["B", "A"] and ex[0].choices == ["male", "female"]
     assert ex[0].task == "speaker_gender" and ex[0].metric == "f1" and ex[0].id == "audiomarathon-SGR-7"
     desed = {"tasks": [{"path": "audio/sed1.flac", "task_type": "detection", "question": "Which sound occurs?",

@@ -273,7 +273,9 @@ def test_numeric_accuracy_longspeech_rates():
 
 # --------------------------------------------------------------------------------- registry, aggregation
 def test_registry_and_length_mismatch():
-    assert sorted(METRICS) == ["bleu", "cer", "mc_accuracy", "numeric_accuracy", "rouge_l", "wer"]
+    assert sorted(METRICS) == ["bleu", "cer", "emotion_accuracy", "f1_macro", "f1_macro_answers", "f1_macro_options",
+                               "f1_weighted_answers", "language_detection", "mc_accuracy", "numeric_accuracy",
+                               "rouge_l", "wer", "wer_utterance_mean"]
     with pytest.raises(DataError):
         METRICS["wer"](["a"], ["a", "b"])
     with pytest.raises(DataError):

@@ -22,6 +22,8 @@ LONGSPEECH_TASKS = {
     "content_separation": "content_separation", "emotionqa": "emotion", "speaker_count": "speaker_count",
     "temporal_relative_qa": "temporal_qa", "summary": "summary",
 }
+# LongSpeech tasks the paper scores with its own label metrics (strict/relaxed emotion accuracy; D.A/M.R/D.E)
+LONGSPEECH_SCORERS = {"emotion": "emotion_accuracy", "language_detection": "language_detection"}
 CJK = {"zh", "ja", "ko", "cmn", "yue", "chinese", "japanese", "korean"}
 AUDIOMARATHON_TASKS = {
     "asr": "asr_long", "scr": "content_reasoning", "ser": "entity_recognition", "asc": "scene_classification",
@@ -205,6 +207,11 @@ def load_longspeech(path: str | os.PathLike, task: str | None = None, split: str
 
     def build(where: str, row: dict) -> Example:
         messages = row.get("messages")
+        if isinstance(messages, str):  # some exports (and `datasets` tables) store the chat as a JSON string
+            try:
+                messages = json.loads(messages)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: messages is a string but not JSON ({err.msg} at column {err.colno})") from None
         if not isinstance(messages, list) or len(messages) < 2 or not all(isinstance(m, dict) for m in messages):
             raise DataError(f"{where}: missing field: messages (a list of at least a user and an assistant turn)")
         users = [m for m in messages if m.get("role") == "user"]
@@ -229,10 +236,19 @@ def load_longspeech(path: str | os.PathLike, task: str | None = None, split: str
         offset, duration = reader.audio(where, audio, 0.0, None)
         meta = {"source": "longspeech", "source_task": name, "language": language, "split": split,
                 "line": int(where.rsplit(":", 1)[1])}
+        reference = answers[-1]["content"]
+        if canon in LONGSPEECH_SCORERS:  # scored as the paper does; a reference it cannot read is a bad row
+            from speechpress.evaluate.metrics import parse_emotion, parse_language
+
+            parse = parse_emotion if canon == "emotion" else parse_language
+            if parse(reference) is None:
+                raise DataError(f"{where}: reference {reference[:60]!r} names no "
+                                f"{'LongSpeech emotion label' if canon == 'emotion' else 'known language'}")
+            meta["score_metric"] = LONGSPEECH_SCORERS[canon]
         if len(audios) > 1:
             meta["extra_audio"] = [str(_resolve(root, a)) for a in audios[1:]]
         return Example(f"longspeech-{name}-{split}-{meta['line']}", audio, offset, duration, canon, prompt, None,
-                       answers[-1]["content"], metric, meta)
+                       reference, metric, meta)
 
     return _feed(reader, file, build)
 
@@ -291,50 +307,160 @@ def _json_records(path: Path):
     raise DataError(f"{path}:1: expected a JSON list of records or an object with a \"tasks\" list")
 
 
-def load_audiomarathon(path: str | os.PathLike, task: str, audio_root: str | os.PathLike | None = None,
-                       skip_bad: bool = False) -> ExampleSet:
-    """One AudioMarathon task file; ``task`` is its code (SER, SGR, SED, ...) or our task name.
+# Each task as published (github DabDans/AudioMarathon, the Qwen2.5-Omni scripts in src/Qwen_2.5_Omni/Others):
+# its index file, where audio paths start ("wav": <folder>/wav/<path>), and the F1 its script reports.
+AUDIOMARATHON_LAYOUT = {
+    "mc": ("music_genre_classification_meta.json", "wav", "f1_macro_options"),      # GTZAN: labels A..D
+    "sgr": ("gender_id_task_meta.json", "wav", "f1_weighted_answers"),              # VoxCeleb gender: weighted
+    "sar": ("age_classification_task_meta.json", "wav", "f1_macro_answers"),        # VoxCeleb age: 5 options
+    "asc": ("acoustic_scene_task_meta.json", "", "f1_macro"),                       # TAU
+    "scr": ("race_benchmark.json", "", "f1_macro_options"),                         # RACE: labels A..D
+    "ser": ("merged_audio_data.json", "", "f1_macro"),                              # SLUE
+    "sed": ("desed_sound_event_detection_task.json", "", "f1_macro"),               # DESED
+    "er": ("audio_emotion_dataset.json", "", "f1_macro"),                           # VESUS
+    "sd": (None, "", "f1_macro"),                                                   # HAD: real/ and fake/ folders
+    "asr": (None, "", "wer_utterance_mean"),                                        # LibriSpeech tree
+}
+AUDIOMARATHON_FILES = {f: code for code, (f, _, _) in AUDIOMARATHON_LAYOUT.items() if f}
+HAD_QUESTION = ("Listen to this audio clip carefully. Is this audio completely authentic (real) or does it contain any "
+                "artificially synthesized segments (fake)?")
 
-    ``path`` entries are relative to ``audio_root`` (default: the JSON file's folder). AudioMarathon scores
-    multiple choice by macro-F1 over the answer letters, so those examples carry metric ``f1``.
-    """
-    path = Path(path)
-    canon = AUDIOMARATHON_TASKS.get(str(task).lower(), task if task in TASKS else None)
-    if canon is None:
+
+def _am_code(path: Path, task: str | None) -> str:
+    if task:
+        code = str(task).lower()
+        if code not in AUDIOMARATHON_TASKS:
+            code = next((k for k, v in AUDIOMARATHON_TASKS.items() if v == task), "")
+        if code:
+            return code
         raise DataError(f"{path}: unknown AudioMarathon task {task!r} (codes: "
                         f"{', '.join(k.upper() for k in AUDIOMARATHON_TASKS)})")
-    root = Path(audio_root) if audio_root else path.parent
+    if path.name in AUDIOMARATHON_FILES:
+        return AUDIOMARATHON_FILES[path.name]
+    if path.is_dir():  # a task folder: its published index file, or HAD's real/ + fake/
+        found = [code for f, code in AUDIOMARATHON_FILES.items() if (path / f).is_file()]
+        if len(found) == 1:
+            return found[0]
+        if not found and ((path / "real").is_dir() or (path / "fake").is_dir()):
+            return "sd"
+    raise DataError(f"{path}: AudioMarathon files need a task code (e.g. SGR, SED, SER)")
+
+
+def load_audiomarathon(path: str | os.PathLike, task: str | None = None, audio_root: str | os.PathLike | None = None,
+                       skip_bad: bool = False) -> ExampleSet:
+    """One AudioMarathon task in its published layout: the task's index file (or the folder holding it), HAD's
+    ``real/``+``fake/`` folder, or LibriSpeech's speaker/chapter tree. ``task`` is its code (MC, SGR, ...; inferred
+    from a published file name) or our task name.
+
+    Rows are kept or dropped as the official scripts do (VESUS drops persons 2 and 10's "happy" rows), and each
+    row names the F1 its script reports (``metadata["score_metric"]``). Not reproduced: the gender and HAD scripts'
+    random class balancing (unseeded file order; we keep every row).
+    """
+    path = Path(path)
+    code = _am_code(path, task)
+    canon = AUDIOMARATHON_TASKS[code]
+    index, subdir, scorer = AUDIOMARATHON_LAYOUT[code]
+    if code == "sd":
+        return _load_had(path, audio_root, skip_bad, scorer)
+    if code == "asr" and path.is_dir():
+        return _load_librispeech(path, skip_bad, scorer)
+    if path.is_dir() and index:
+        path = path / index
+    if audio_root:
+        root = Path(audio_root)
+    else:
+        root = path.parent / subdir if subdir else path.parent
     reader = _Reader(skip_bad)
     records = _jsonl(path) if path.suffix == ".jsonl" else _json_records(path)
     for n, (where, rec) in enumerate(records):
         if isinstance(rec, DataError) or not isinstance(rec, dict):
             reader.fail(rec if isinstance(rec, DataError) else DataError(f"{where}: expected a JSON object"))
             continue
+        if code == "er" and str(rec.get("person_id", "")).strip() in ("2", "10") \
+                and str(rec.get("emotion_label", "")).strip().lower() == "happy":
+            continue  # VESUS_qwen2.5.py drops these rows
 
         def build(where=where, rec=rec, n=n) -> Example:
-            missing = [k for k in ("path", "question", "answer_gt") if not rec.get(k) and rec.get(k) != 0]
+            keys = ("audio_path", "question", "answer") if code == "scr" else ("path", "question", "answer_gt")
+            missing = [k for k in keys if not rec.get(k) and rec.get(k) != 0]
             if missing:
                 raise DataError(f"{where}: missing field(s): {', '.join(missing)}")
-            if isinstance(rec.get("choices"), dict):
-                choices = [str(rec["choices"].get(k, "")) for k in "ABCD" if k in rec["choices"]]
+            gold = rec[keys[2]]
+            if code == "scr":
+                choices = [str(c) for c in rec.get("options") or []] if isinstance(rec.get("options"), list) else []
+            elif isinstance(rec.get("choices"), dict):
+                choices = [str(rec["choices"].get(k, "")) for k in "ABCDE" if k in rec["choices"]]
             else:
-                choices = [str(rec[f"choice_{k}"]) for k in "abcd" if rec.get(f"choice_{k}") not in (None, "")]
+                choices = [str(rec[f"choice_{k}"]) for k in "abcde" if rec.get(f"choice_{k}") not in (None, "")]
             if canon == "asr_long":
-                choices, answer = None, str(rec["answer_gt"])
+                choices, answer = None, str(gold)
             elif len(choices) < 2:
-                raise DataError(f"{where}: missing field(s): choices (choice_a..choice_d or a choices object)")
+                raise DataError(f"{where}: missing field(s): choices (choice_a..choice_e, options or a choices object)")
             else:
-                answer = _letter(where, rec["answer_gt"], choices)
-            audio = _resolve(root, str(rec["path"]))
+                lowered = [c.strip().lower() for c in choices]  # gender/age give the answer as option text
+                if isinstance(gold, str) and gold.strip().lower() in lowered and len(gold.strip()) > 1:
+                    answer = LETTERS[lowered.index(gold.strip().lower())]
+                else:
+                    answer = _letter(where, gold, choices)
+            audio = _resolve(root, str(rec[keys[0]]))
             offset, duration = reader.audio(where, audio, 0.0, None)
-            extra = {k: v for k, v in rec.items() if k not in ("path", "question", "answer_gt", "choices")
+            extra = {k: v for k, v in rec.items() if k not in keys + ("choices", "options")
                      and not k.startswith("choice_")}
-            meta = dict(extra, source="audiomarathon", source_task=str(task))
+            meta = dict(extra, source="audiomarathon", source_task=code.upper(), score_metric=scorer)
             rid = rec.get("uniq_id", rec.get("id", n))
-            return Example(f"audiomarathon-{task}-{rid}", audio, offset, duration, canon, str(rec["question"]),
-                           choices, answer, "wer" if canon == "asr_long" else "f1", meta)
+            return Example(f"audiomarathon-{code.upper()}-{rid}", audio, offset, duration, canon,
+                           str(rec["question"]), choices, answer, "wer" if canon == "asr_long" else "f1", meta)
 
         reader.run(build)
+    return reader.out
+
+
+def _load_had(root: Path, audio_root, skip_bad: bool, scorer: str) -> ExampleSet:
+    """HAD: ``real/*.wav`` and ``fake/*.wav``, no index; the question and options are the official script's."""
+    root = Path(audio_root) if audio_root else root
+    if not (root / "real").is_dir() and not (root / "fake").is_dir():
+        raise DataError(f"{root}: a HAD folder needs real/ and fake/ subfolders")
+    reader = _Reader(skip_bad)
+    for label in ("real", "fake"):
+        for wav in sorted((root / label).glob("*.wav")):
+            def build(wav=wav, label=label) -> Example:
+                offset, duration = reader.audio(str(wav), wav.resolve(), 0.0, None)
+                return Example(f"audiomarathon-SD-{label}-{wav.stem}", wav.resolve(), offset, duration,
+                               "deepfake_detection", HAD_QUESTION, ["real", "fake"], "A" if label == "real" else "B",
+                               "f1", {"source": "audiomarathon", "source_task": "SD", "score_metric": scorer})
+            reader.run(build)
+    return reader.out
+
+
+def _load_librispeech(root: Path, skip_bad: bool, scorer: str, split: str = "test-clean") -> ExampleSet:
+    """LibriSpeech-long: ``[<split>/]<speaker>/<chapter>/<id>.flac`` with ``<id>.txt`` or ``<spk>-<chap>.trans.txt``."""
+    if (root / split).is_dir():
+        root = root / split
+    reader = _Reader(skip_bad)
+    for flac in sorted(root.glob("*/*/*.flac")):
+        chapter = flac.parent
+        trans = chapter / f"{chapter.parent.name}-{chapter.name}.trans.txt"
+
+        def build(flac=flac, trans=trans) -> Example:
+            own = flac.with_suffix(".txt")
+            text, where = None, str(own)
+            if own.is_file():
+                text = own.read_text(encoding="utf-8").strip()
+            elif trans.is_file():
+                for lineno, line in _text_lines(trans):
+                    if isinstance(line, str) and line.split(" ", 1)[0] == flac.stem:
+                        text, where = line.split(" ", 1)[1].strip() if " " in line else "", f"{trans}:{lineno}"
+                        break
+            if not text:
+                raise DataError(f"{where if own.is_file() else trans}: no transcript for {flac.name}")
+            offset, duration = reader.audio(where, flac.resolve(), 0.0, None)
+            return Example(f"audiomarathon-ASR-{flac.stem}", flac.resolve(), offset, duration, "asr_long",
+                           "Transcribe the speech.", None, text, "wer",
+                           {"source": "audiomarathon", "source_task": "ASR", "score_metric": scorer,
+                            "speaker_id": chapter.parent.name, "chapter_id": chapter.name})
+        reader.run(build)
+    if not reader.out and not reader.out.errors:
+        raise DataError(f"{root}: no <speaker>/<chapter>/*.flac files (a LibriSpeech tree)")
     return reader.out
 
 
@@ -376,9 +502,14 @@ def load_spiral(path: str | os.PathLike, audio_root: str | os.PathLike | None = 
 
 def detect_format(path: str | os.PathLike) -> str:
     path = Path(path)
+    if path.is_dir() and (path / "LongSpeechQA").is_dir():
+        return "longspeech"
+    if path.is_dir() and ((path / "real").is_dir() or any((path / f).is_file() for f in AUDIOMARATHON_FILES)):
+        return "audiomarathon"
     if path.is_dir():
         return "longspeech"
-    if path.suffix == ".json":
+    if path.suffix == ".json" or path.name in AUDIOMARATHON_FILES or (path / "real").is_dir() or \
+            any((path / f).is_file() for f in AUDIOMARATHON_FILES):
         return "audiomarathon"
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -406,8 +537,6 @@ def load_examples(path: str | os.PathLike, format: str = "auto", task: str | Non
     if fmt == "longspeech":
         return load_longspeech(path, task=task, split=split, audio_root=audio_root, skip_bad=skip_bad)
     if fmt == "audiomarathon":
-        if not task:
-            raise DataError(f"{path}: AudioMarathon files need a task code (e.g. SGR, SED, SER)")
         return load_audiomarathon(path, task, audio_root=audio_root, skip_bad=skip_bad)
     if fmt == "spiral":
         return load_spiral(path, audio_root=audio_root, skip_bad=skip_bad)

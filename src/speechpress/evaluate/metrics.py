@@ -328,6 +328,176 @@ def numeric_accuracy(predictions: Sequence[str], references: Sequence, tolerance
     )
 
 
+# ------------------------------------------------------------------------------------------ F1 (AudioMarathon)
+
+
+def _f1_per_label(true: list, pred: list, labels: list) -> tuple[list[float], list[int]]:
+    """Per-label F1 and support as sklearn's ``precision_recall_fscore_support(zero_division=0)`` computes them."""
+    f1s, support = [], []
+    for label in labels:
+        tp = sum(t == label and p == label for t, p in zip(true, pred))
+        fp = sum(t != label and p == label for t, p in zip(true, pred))
+        fn = sum(t == label and p != label for t, p in zip(true, pred))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+        support.append(tp + fn)
+    return f1s, support
+
+
+def f1(predictions: Sequence[str], references: Sequence, choices: Sequence[Sequence[str]] | None = None,
+       average: str = "macro", classes: str = "letter", labels: str = "present", **_) -> dict:
+    """AudioMarathon's F1, as its official scripts compute it with sklearn.
+
+    Each answer is parsed to an option (:func:`parse_choice`); its class is the option letter (``classes="letter"``)
+    or the option text, case-insensitive (``"answer"``: VoxCeleb age and gender, whose scripts compare texts).
+    Rows whose answer picks no valid class are dropped before scoring, as the official scripts drop them (their
+    count is ``unparsed``; ``accuracy`` beside the score is over all rows). ``labels``: ``present`` (the classes
+    seen among kept rows, sklearn's default), ``options`` (every option letter, A..D as GTZAN/RACE pass them) or
+    ``answers`` (every gold class of the task, as the age script passes them). ``average``: macro or weighted."""
+    _check_pairs(predictions, references, "f1")
+    if choices is None or len(choices) != len(predictions):
+        raise DataError("f1 needs choices=[options per row], one list per prediction")
+
+    def cls(i: int, opts) -> str:
+        return LETTERS[i] if classes == "letter" else " ".join(str(opts[i]).lower().split())
+
+    gold = [cls(_reference_index(r, o), o) for r, o in zip(references, choices)]
+    valid = set(gold) if classes != "letter" else None
+    true, pred, correct = [], [], 0
+    for p, g, opts in zip(predictions, gold, choices):
+        i = parse_choice(p, opts)
+        got = None if i is None else cls(i, opts)
+        if got is None or (valid is not None and got not in valid):
+            continue
+        true.append(g)
+        pred.append(got)
+        correct += got == g
+    n = len(predictions)
+    if labels == "options":
+        label_set = list(LETTERS[: max(len(o) for o in choices)])
+    elif labels == "answers":
+        label_set = sorted(set(gold))
+    else:
+        label_set = sorted(set(true) | set(pred))
+    score = 0.0
+    if true:
+        per, support = _f1_per_label(true, pred, label_set)
+        if average == "weighted":
+            score = sum(f * s for f, s in zip(per, support)) / sum(support) if sum(support) else 0.0
+        else:
+            score = sum(per) / len(per)
+    return dict(score=score, f1=score, average=average, classes=classes, labels=label_set, kept=len(true),
+                unparsed=n - len(true), accuracy=correct / n, n=n)
+
+
+def wer_utterance_mean(predictions: Sequence[str], references: Sequence[str], **_) -> dict:
+    """AudioMarathon's ASR score: the mean of per-utterance WER (not pooled), after its own normalizer
+    (lowercase; ``.!?,;:"()[]{}`` to spaces; hyphens and apostrophes removed); an empty side counts WER 1."""
+    import jiwer
+
+    _check_pairs(predictions, references, "wer_utterance_mean")
+
+    def std(text: str) -> str:
+        text = re.sub(r"[.!?,;:\"()\[\]{}]", " ", (text or "").lower())
+        return " ".join(re.sub(r"[\-']", "", text).split())
+
+    rates = [jiwer.wer(std(r), std(p)) if std(r) and std(p) else 1.0 for p, r in zip(predictions, references)]
+    score = sum(rates) / len(rates)
+    return dict(score=score, wer=score, n=len(rates), normalizer="audiomarathon")
+
+
+# ------------------------------------------------------------------------------- LongSpeech label tasks
+
+# LongSpeech section 3.2.2 (research notes, speechxl-and-benchmarks 3.4): fine emotion -> 7 coarse classes,
+# and each coarse class's polarity for relaxed accuracy.
+EMOTION_COARSE = {
+    "positive-higharousal": ("positive", "excited amused"),
+    "positive-uplifting": ("positive", "hopeful determined inspirational awe vivid"),
+    "negative-sadness/reflection": ("negative", "melancholy somber pensive reflective"),
+    "negative-tension/seriousness": ("negative", "suspenseful serious dramatic urgent intense"),
+    "cognitive-curiosity": ("cognitive", "intrigued questioning"),
+    "cognitive-uncertainty": ("cognitive", "confused"),
+    "neutral-informative": ("neutral", "neutral calm objective informative assertive"),
+}
+_FINE = {w: c for c, (_, words) in EMOTION_COARSE.items() for w in words.split()}
+
+
+def parse_emotion(text) -> str | None:
+    """The coarse emotion class named in ``text``: a coarse label itself, else the first fine label word."""
+    t = " ".join(str(text or "").lower().replace("_", "-").split())
+    t = re.sub(r"\s*([/-])\s*", r"\1", t)
+    for coarse in sorted(EMOTION_COARSE, key=len, reverse=True):
+        if coarse in t:
+            return coarse
+    hits = [(m.start(), _FINE[m.group(0)]) for m in re.finditer(r"[a-z]+", t) if m.group(0) in _FINE]
+    return min(hits)[1] if hits else None
+
+
+def emotion_accuracy(predictions: Sequence[str], references: Sequence[str], **_) -> dict:
+    """LongSpeech emotionQA: strict accuracy (same coarse class of 7) and relaxed accuracy (same polarity:
+    positive, negative, cognitive, neutral), both over all rows; an answer naming no emotion is wrong."""
+    _check_pairs(predictions, references, "emotion_accuracy")
+    strict = relaxed = unparsed = 0
+    for p, r in zip(predictions, references):
+        want, got = parse_emotion(r), parse_emotion(p)
+        if want is None:
+            raise DataError(f"emotion reference {r!r} names none of LongSpeech's emotion labels")
+        if got is None:
+            unparsed += 1
+            continue
+        strict += got == want
+        relaxed += EMOTION_COARSE[got][0] == EMOTION_COARSE[want][0]
+    n = len(predictions)
+    return dict(score=strict / n, strict_accuracy=strict / n, relaxed_accuracy=relaxed / n, unparsed=unparsed, n=n)
+
+
+LANGUAGES = {
+    "en": "english", "zh": "chinese mandarin", "de": "german deutsch", "fr": "french", "it": "italian",
+    "es": "spanish", "ja": "japanese", "ko": "korean", "ru": "russian", "pt": "portuguese", "nl": "dutch",
+    "pl": "polish", "cs": "czech", "sv": "swedish", "fi": "finnish", "da": "danish", "no": "norwegian",
+    "ro": "romanian", "tr": "turkish", "ar": "arabic", "hi": "hindi", "id": "indonesian", "vi": "vietnamese",
+    "uk": "ukrainian", "el": "greek", "hu": "hungarian", "hr": "croatian", "sk": "slovak", "sl": "slovenian",
+    "et": "estonian", "lt": "lithuanian", "lv": "latvian", "bg": "bulgarian", "mt": "maltese", "ca": "catalan",
+}
+_LANG_NAMES = {n: c for c, names in LANGUAGES.items() for n in names.split()}
+_LANG_NAMES.update({"中文": "zh", "汉语": "zh", "普通话": "zh", "英语": "en", "日语": "ja", "韩语": "ko"})
+
+
+def parse_language(text) -> str | None:
+    """The language a text names, as an ISO 639-1 code: a ``<|xx|>`` tag, a bare code as the whole answer, or a
+    language name (the first one named)."""
+    t = " ".join(str(text or "").lower().split())
+    tag = re.search(r"<\|([a-z]{2})\|>", t)
+    if tag:
+        return tag.group(1)
+    bare = t.strip(" .!\"'")
+    if bare in LANGUAGES:
+        return bare
+    hits = [(m.start(), _LANG_NAMES[m.group(0)]) for m in re.finditer(r"[a-z]+", t) if m.group(0) in _LANG_NAMES]
+    hits += [(t.find(n), c) for n, c in _LANG_NAMES.items() if not n.isascii() and n in t]
+    return min(hits)[1] if hits else None
+
+
+def language_detection(predictions: Sequence[str], references: Sequence[str], **_) -> dict:
+    """LongSpeech language detection: detection accuracy D.A (the right language), misunderstanding rate M.R (no
+    language named) and detection errors D.E (a wrong language); the three partition the rows."""
+    _check_pairs(predictions, references, "language_detection")
+    right = wrong = none = 0
+    for p, r in zip(predictions, references):
+        want = parse_language(r)
+        if want is None:
+            raise DataError(f"language reference {r!r} names no known language")
+        got = parse_language(p)
+        if got is None:
+            none += 1
+        elif got == want:
+            right += 1
+        else:
+            wrong += 1
+    n = len(predictions)
+    return dict(score=right / n, detection_accuracy=right / n, misunderstanding_rate=none / n,
+                detection_errors=wrong / n, n=n)
+
+
 # ------------------------------------------------------------------------------------ registry, aggregation
 
 METRICS: dict[str, Callable[..., dict]] = {
@@ -337,10 +507,20 @@ METRICS: dict[str, Callable[..., dict]] = {
     "bleu": bleu,
     "rouge_l": rouge,
     "numeric_accuracy": numeric_accuracy,
+    "f1_macro": f1,
+    "f1_macro_options": lambda p, r, **kw: f1(p, r, **dict(kw, labels="options")),
+    "f1_macro_answers": lambda p, r, **kw: f1(p, r, **dict(kw, classes="answer", labels="answers")),
+    "f1_weighted_answers": lambda p, r, **kw: f1(p, r, **dict(kw, classes="answer", labels="answers",
+                                                              average="weighted")),
+    "wer_utterance_mean": wer_utterance_mean,
+    "emotion_accuracy": emotion_accuracy,
+    "language_detection": language_detection,
 }
 
 # Whether a higher score is better: reports and plots need it to draw "better" the same way for every metric.
-HIGHER_IS_BETTER = {"wer": False, "cer": False, "mc_accuracy": True, "bleu": True, "rouge_l": True, "numeric_accuracy": True}
+HIGHER_IS_BETTER = {"wer": False, "cer": False, "mc_accuracy": True, "bleu": True, "rouge_l": True, "numeric_accuracy": True,
+                    "f1_macro": True, "f1_macro_options": True, "f1_macro_answers": True, "f1_weighted_answers": True,
+                    "wer_utterance_mean": False, "emotion_accuracy": True, "language_detection": True}
 
 
 def get_metric(name: str) -> Callable[..., dict]:

@@ -90,8 +90,11 @@ def resolve_benchmark(spec: str, task: str | None = None, split: str = "test", n
     examples = load_examples(path, format=fmt, task=task, split=split, skip_bad=skip_bad)
     if skip_bad and examples.skipped:
         print(f"skipped {examples.skipped} bad row(s) of {path}", file=sys.stderr)
+    if task:  # --task filters any benchmark (a manifest's task, or a loader's source task code)
+        want = str(task).lower()
+        examples = [e for e in examples if want in (e.task.lower(), str(e.metadata.get("source_task", "")).lower())]
     if not examples:
-        raise DataError(f"{path}: the benchmark holds no examples")
+        raise DataError(f"{path}: the benchmark holds no examples" + (f" of task {task!r}" if task else ""))
     ids = [e.id for e in examples]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
@@ -212,6 +215,8 @@ def scoring_metric(example) -> str | None:
     from speechpress.evaluate.metrics import parse_number
 
     m = example.metric
+    if example.metadata.get("score_metric"):  # a loader's benchmark-specific scorer (AudioMarathon F1, LongSpeech)
+        return example.metadata["score_metric"]
     if m in ("wer", "cer", "bleu"):
         return m
     if m == "rouge":
@@ -243,10 +248,10 @@ def score_rows(rows: list[dict]) -> tuple[dict, dict, list[str]]:
         task = row["task"] if len(by_task_metrics[row["task"]]) == 1 else f"{row['task']}/{metric}"
         task_metrics[task] = metric
         item = dict(task=task, prediction=row["prediction"], reference=row["reference"])
-        if metric == "mc_accuracy":
+        if row.get("choices"):
             item["choices"] = row["choices"]
         scored.append(item)
-        if row.get("metric") == "f1":
+        if row.get("metric") == "f1" and metric == "mc_accuracy":
             notes.add(f"{row['task']}: macro-F1 is not implemented; scored as multiple-choice accuracy")
     for task in unscored:
         notes.add(f"{task}: no automatic metric (LLM judge or open-text answer); predictions kept, not scored")

@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--benchmark", required=True, metavar="B",
                    help="a manifest or benchmark file, a `speechpress synth` corpus folder (with --split) or split folder "
                    "(corpus/test), or NAME:PATH with NAME one of manifest, longspeech, audiomarathon, spiral")
-    p.add_argument("--task", default=None, help="LongSpeech task folder (ASR, summary, ...) or AudioMarathon task code (SGR, ...)")
+    p.add_argument("--task", default=None, help="keep only this task: a manifest task name, a LongSpeech task folder (ASR, summary, ...) "
+                   "or an AudioMarathon task code (SGR, ...)")
     p.add_argument("--split", default="test", help="split of a corpus folder or LongSpeech root (default: test)")
     p.add_argument("--name", default=None, help="benchmark name used for the output folder (default: from the path)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed benchmark rows (counted on stderr) instead of failing")
