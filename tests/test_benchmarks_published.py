@@ -188,3 +188,12 @@ def test_eval_task_filters_a_manifest(tmp_path):
     assert [e.id for e in resolve_benchmark(str(tmp_path / "m.jsonl"), task="summary").examples] == ["2"]
     with pytest.raises(DataError, match="no examples of task 'nope'"):
         resolve_benchmark(str(tmp_path / "m.jsonl"), task="nope")
+
+
+def test_eval_takes_an_audiomarathon_folder_as_is(tmp_path):
+    from speechpress.evaluate.runner import resolve_benchmark
+
+    for name in ("real/r1.wav", "fake/f1.wav"):
+        _tone(tmp_path / "HAD" / name)
+    bench = resolve_benchmark(str(tmp_path / "HAD"))
+    assert bench.format == "audiomarathon" and len(bench.examples) == 2

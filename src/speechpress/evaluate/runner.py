@@ -85,7 +85,7 @@ def resolve_benchmark(spec: str, task: str | None = None, split: str = "test", n
             path, fmt = path / f"{split}.jsonl", "manifest"
         elif path.with_suffix(".jsonl").is_file():  # a synth split folder: corpus/test -> corpus/test.jsonl
             path, fmt = path.with_suffix(".jsonl"), "manifest"
-        elif fmt == "manifest" or not (path / "LongSpeechQA").is_dir():
+        elif fmt == "manifest" or not ((path / "LongSpeechQA").is_dir() or _detected(path) == "audiomarathon"):
             raise DataError(f"{path}: a folder without {split}.jsonl (a `speechpress synth` corpus) or LongSpeechQA/")
     examples = load_examples(path, format=fmt, task=task, split=split, skip_bad=skip_bad)
     if skip_bad and examples.skipped:
