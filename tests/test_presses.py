@@ -198,3 +198,25 @@ def test_ratio_sweep_trainable(name, seconds):
         assert n_out == press.output_length(emb.shape[0], seconds)
         check_ratio(emb.shape[0], n_out, ratio, tps, seconds)
         check_spans(out.spans[0, :n_out], spans)
+
+
+def test_a_scorer_press_is_one_method():
+    """A new pruning method only says how tokens score (here: key-norm); keeping, order, spans and empty rows
+    come from the base."""
+    from speechpress.presses.base import ScorerPress
+
+    class NormPress(ScorerPress):
+        name = "norm"
+        space = "llm"
+
+        def score(self, embeddings, spans, context, index):
+            return embeddings.norm(dim=-1)
+
+    emb, spans = make_row(10.0)
+    tokens = AudioTokens.from_rows([(emb, spans), (emb[:0], spans[:0])])
+    out = NormPress(ratio=RATIO)(tokens)
+    n_out = math.ceil(emb.shape[0] / RATIO)
+    expected = torch.sort(torch.topk(emb.norm(dim=-1), n_out).indices).values
+    assert out.lengths.tolist() == [n_out, 0]
+    assert torch.equal(out.embeddings[0, :n_out], emb[expected])
+    check_spans(out.spans[0, :n_out], spans)

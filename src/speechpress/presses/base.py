@@ -12,8 +12,9 @@ Every press also declares how many tokens it emits (:meth:`Press.output_length`)
 when that depends on the content; the cost model and ``info`` ask the press, never its name. A KV press also
 says how it runs the audio through the LLM (:meth:`Press.kv_schedule`).
 
-Most presses only implement :meth:`Press.compress_row`, which sees one un-padded sequence at a time, so
-padding can never change a result and ragged batches need no special care.
+Most presses only implement :meth:`Press.compress_row`, which sees one un-padded, non-empty sequence at a
+time, so padding can never change a result and ragged batches need no special care; ``self.target(spans)``
+is the row's output length. Pruning presses subclass :class:`ScorerPress` and only say how tokens score.
 """
 
 from __future__ import annotations
@@ -139,18 +140,65 @@ class Press(nn.Module):
         context = context or PressContext()
         if self.query_aware and context.query_embeds is None:
             raise PressError(f"press {self.name!r} reads the question: pass one (query-aware method)")
-        out = [self.compress_row(e, s, context, b) for b, (e, s) in enumerate(tokens.rows())]
+        # An empty row stays empty: no press has anything to say about no audio.
+        out = [self.compress_row(e, s, context, b) if e.shape[0] else (e, s) for b, (e, s) in enumerate(tokens.rows())]
         return AudioTokens.from_rows(out)
+
+    def target(self, spans: torch.Tensor) -> int:
+        """The output length of one row with ``spans`` [n, 2]."""
+        return self.output_length(spans.shape[0], span_duration(spans))
+
+    def uniform_groups(self, n: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Contiguous groups (starts, ends) for uniform pooling or sampling: a whole ratio k gives kernel-k,
+        stride-k groups (the last may be shorter, exactly like ``x[::k]``); otherwise ``n_out`` equal groups."""
+        k = self.ratio
+        if self.tokens_per_second is None and k is not None and float(k).is_integer():
+            starts = torch.arange(0, n, int(k))
+            return starts, torch.clamp(starts + int(k), max=n)
+        return equal_groups(n, n_out)
 
     def compress_row(
         self, embeddings: torch.Tensor, spans: torch.Tensor, context: PressContext, index: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Compress one un-padded sequence ``embeddings`` [n, D] with ``spans`` [n, 2]; row ``index`` of the batch."""
+        """Compress one un-padded sequence ``embeddings`` [n >= 1, D] with ``spans`` [n, 2]; row ``index`` of the
+        batch."""
         raise NotImplementedError(f"{type(self).__name__} must implement compress_row")
 
     def extra_repr(self) -> str:
         target = f"ratio={self.ratio}" if self.tokens_per_second is None else f"tokens_per_second={self.tokens_per_second}"
         return target
+
+
+class ScorerPress(Press):
+    """Score-then-keep pruning (kvpress' scorer presses): ``score`` rates every token of a row and the
+    ``target`` best survive, in temporal order (ties go to the earlier token). A press whose choice is more than
+    one ranking (SpeechPrune's phases) overrides ``select`` instead."""
+
+    def score(self, embeddings: torch.Tensor, spans: torch.Tensor, context: PressContext, index: int) -> torch.Tensor:
+        """[n] scores of one row's tokens; higher is kept first."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score (or select)")
+
+    def select(self, embeddings: torch.Tensor, spans: torch.Tensor, context: PressContext, index: int, n_out: int) -> torch.Tensor:
+        """Ascending indices of the ``n_out`` tokens that survive."""
+        return top_in_order(self.score(embeddings, spans, context, index), n_out)
+
+    def compress_row(self, embeddings, spans, context: PressContext, index: int):
+        keep = self.select(embeddings, spans, context, index, self.target(spans))
+        return embeddings[keep.to(embeddings.device)], spans[keep.to(spans.device)]
+
+
+def top_in_order(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the ``count`` highest scores (ties: earlier first), returned in ascending (temporal) order."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    return order[:count].sort().values
+
+
+def row_generator(seed: int, context: PressContext) -> torch.Generator:
+    """The caller's generator when given, else a fresh one at ``seed``: a row's draws then depend only on the
+    row and the seed, never on what it is batched with (shared by the random baselines)."""
+    if context.generator is not None:
+        return context.generator
+    return torch.Generator().manual_seed(int(seed))
 
 
 def group_spans(spans: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:

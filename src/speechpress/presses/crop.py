@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from speechpress.presses.base import Press, PressContext, span_duration
-from speechpress.presses.random_drop import row_generator
+from speechpress.presses.base import PressContext, ScorerPress, row_generator
 from speechpress.presses.registry import register_press
 
 
 @register_press
-class RandomCropPress(Press):
+class RandomCropPress(ScorerPress):
     name = "crop"
     description = "random contiguous crop of the target length (SpeechPrune's RAC baseline)"
     space = "llm"
@@ -22,14 +21,14 @@ class RandomCropPress(Press):
         super().__init__(ratio, tokens_per_second)
         self.seed = seed
 
-    def compress_row(self, embeddings, spans, context: PressContext, index: int):
-        n = embeddings.shape[0]
-        if n == 0:
-            return embeddings, spans
-        n_out = self.output_length(n, span_duration(spans))
+    def score(self, embeddings, spans, context: PressContext, index: int):
+        """1 on one random window of the target length, 0 elsewhere."""
+        n, n_out = embeddings.shape[0], self.target(spans)
         gen = row_generator(self.seed, context)
         start = int(torch.randint(0, n - n_out + 1, (1,), generator=gen, device=gen.device))
-        return embeddings[start : start + n_out], spans[start : start + n_out]
+        scores = torch.zeros(n)
+        scores[start : start + n_out] = 1.0
+        return scores
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, seed={self.seed}"

@@ -7,9 +7,7 @@ first frame of each. Each kept frame's span is its whole group's span, so the au
 
 from __future__ import annotations
 
-import torch
-
-from speechpress.presses.base import Press, PressContext, equal_groups, group_spans, span_duration
+from speechpress.presses.base import Press, PressContext, group_spans
 from speechpress.presses.registry import register_press
 
 
@@ -20,14 +18,5 @@ class DownsamplePress(Press):
     space = "encoder"
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
-        n = embeddings.shape[0]
-        if n == 0:
-            return embeddings, spans
-        n_out = self.output_length(n, span_duration(spans))
-        k = self.ratio
-        if self.tokens_per_second is None and k is not None and float(k).is_integer():
-            starts = torch.arange(0, n, int(k))
-            ends = torch.clamp(starts + int(k), max=n)
-        else:
-            starts, ends = equal_groups(n, n_out)
+        starts, ends = self.uniform_groups(embeddings.shape[0], self.target(spans))
         return embeddings[starts.to(embeddings.device)], group_spans(spans, starts, ends)

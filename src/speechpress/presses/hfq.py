@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechpress.errors import PressError
-from speechpress.presses.base import Press, PressContext, resolve_heads, span_duration
+from speechpress.presses.base import Press, PressContext, resolve_heads
 from speechpress.presses.registry import register_press
 from speechpress.ratio import target_length
 
@@ -227,10 +227,7 @@ class HFQFormerPress(Press):
         return q
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
-        n = embeddings.shape[0]
-        if n == 0:
-            return embeddings, spans
-        n_out = self.output_length(n, span_duration(spans))
+        n_out = self.target(spans)
         window_of = torch.floor((spans[:, 0] + 1e-6) / self.window_seconds).long()
         _, sizes = torch.unique_consecutive(window_of, return_counts=True)
         ends = torch.cumsum(sizes, 0)

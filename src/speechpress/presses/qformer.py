@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from speechpress.errors import PressError
-from speechpress.presses.base import Press, PressContext, group_spans, resolve_heads, span_duration
+from speechpress.presses.base import Press, PressContext, group_spans, resolve_heads
 from speechpress.presses.registry import register_press
 
 
@@ -73,10 +73,7 @@ class WindowQFormerPress(Press):
         return cuts[:-1], cuts[1:], per_window
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
-        n = embeddings.shape[0]
-        if n == 0:
-            return embeddings, spans
-        n_out = self.output_length(n, span_duration(spans))
+        n, n_out = embeddings.shape[0], self.target(spans)
         starts, ends, per_window = self.windows(n, n_out)
         sizes = ends - starts
         longest, count, dev = int(sizes.max()), len(starts), embeddings.device

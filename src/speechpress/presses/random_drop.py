@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import torch
 
-from speechpress.presses.base import Press, PressContext, span_duration
+from speechpress.presses.base import PressContext, ScorerPress, row_generator
 from speechpress.presses.registry import register_press
 
-
-def row_generator(seed: int, context: PressContext) -> torch.Generator:
-    """The caller's generator when given, else a fresh one at ``seed`` (shared by the random baselines)."""
-    if context.generator is not None:
-        return context.generator
-    return torch.Generator().manual_seed(int(seed))
+__all__ = ["RandomDropPress", "row_generator"]
 
 
 @register_press
-class RandomDropPress(Press):
+class RandomDropPress(ScorerPress):
     name = "random"
     description = "random token drop, kept tokens in temporal order (SpeechPrune's RAP baseline)"
     space = "llm"
@@ -33,14 +28,14 @@ class RandomDropPress(Press):
         super().__init__(ratio, tokens_per_second)
         self.seed = seed
 
-    def compress_row(self, embeddings, spans, context: PressContext, index: int):
+    def score(self, embeddings, spans, context: PressContext, index: int):
+        """A random permutation as ranks: the first tokens it draws score highest."""
         n = embeddings.shape[0]
-        if n == 0:
-            return embeddings, spans
-        n_out = self.output_length(n, span_duration(spans))
         gen = row_generator(self.seed, context)
-        keep = torch.randperm(n, generator=gen, device=gen.device)[:n_out].sort().values.cpu()
-        return embeddings[keep.to(embeddings.device)], spans[keep.to(spans.device)]
+        order = torch.randperm(n, generator=gen, device=gen.device)
+        ranks = torch.empty(n, dtype=torch.long, device=order.device)
+        ranks[order] = torch.arange(n, 0, -1, device=order.device)
+        return ranks.cpu()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, seed={self.seed}"

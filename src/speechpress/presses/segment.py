@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from speechpress.presses.base import Press, PressContext, group_spans, segment_mean, span_duration
+from speechpress.presses.base import Press, PressContext, group_spans, segment_mean
 from speechpress.presses.registry import register_press
 
 
@@ -46,10 +46,7 @@ class SegmentPress(Press):
     space = "encoder"
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
-        n = embeddings.shape[0]
-        if n == 0:
-            return embeddings, spans
-        n_out = self.output_length(n, span_duration(spans))
+        n, n_out = embeddings.shape[0], self.target(spans)
         cuts = choose_boundaries(dissimilarity(embeddings), n_out - 1) if n > 1 else torch.zeros(0, dtype=torch.long)
         starts = torch.cat([torch.zeros(1, dtype=torch.long), cuts + 1])
         ends = torch.cat([cuts + 1, torch.tensor([n])])

@@ -32,16 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechpress.errors import PressError
-from speechpress.presses.base import Press, PressContext, span_duration
+from speechpress.presses.base import PressContext, ScorerPress, top_in_order
 from speechpress.presses.registry import register_press
 
 ATTENTION_CHUNK_ELEMENTS = 1 << 24  # attention scores held at once in phase 2
-
-
-def top_in_order(scores: torch.Tensor, count: int) -> torch.Tensor:
-    """Indices of the ``count`` highest scores (ties: earlier first), returned in ascending (temporal) order."""
-    order = torch.sort(scores, descending=True, stable=True).indices
-    return order[:count].sort().values
 
 
 def first_layer_attention(llm: nn.Module | None) -> tuple[nn.Module, int, int, int]:
@@ -66,7 +60,7 @@ def first_layer_attention(llm: nn.Module | None) -> tuple[nn.Module, int, int, i
 
 
 @register_press
-class SpeechPrunePress(Press):
+class SpeechPrunePress(ScorerPress):
     name = "speechprune"
     description = "query-aware two-phase pruning: text similarity, then binarised first-layer attention (SpeechPrune)"
     space = "llm"
@@ -92,11 +86,10 @@ class SpeechPrunePress(Press):
         self.phase1_factor, self.frame_seconds = float(phase1_factor), float(frame_seconds)
         self.phase1, self.phase2 = phase1, phase2
 
-    def compress_row(self, embeddings, spans, context: PressContext, index: int):
+    def select(self, embeddings, spans, context: PressContext, index: int, n_out: int) -> torch.Tensor:
+        """Phase 1 keeps a frame-budgeted share by similarity to the question, phase 2 ranks what is left by
+        binarised first-layer attention."""
         n = embeddings.shape[0]
-        if n == 0:
-            return embeddings, spans
-        n_out = self.output_length(n, span_duration(spans))
         if self.phase2:
             layer = first_layer_attention(context.llm)  # fail early, even when nothing needs pruning
         keep = torch.arange(n, device=embeddings.device)
@@ -114,7 +107,7 @@ class SpeechPrunePress(Press):
         if self.phase2 and keep.numel() > n_out:
             scores = self.attention_received(embeddings[keep], *layer)
             keep = keep[top_in_order(scores, n_out)]
-        return embeddings[keep], spans[keep.to(spans.device)]
+        return keep
 
     def token_scores(self, embeddings: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Mean cosine similarity of each audio token to the question's tokens: [n]."""
