@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
@@ -35,14 +36,23 @@ def read_json(path: Path) -> dict:
     return data
 
 
+def torch_dtype(dtype) -> torch.dtype | str | None:
+    """"auto" (the checkpoint's), a torch dtype, or a name such as "bf16"."""
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype or "auto"
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if dtype not in names:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16")
+    return names[dtype]
+
+
 def save_model(model, directory: str | os.PathLike, dtype=None) -> None:
     """A model with ``config.bases`` stores only what differs from its frozen bases (``model.bases``)."""
     from speechpress import __version__
 
     cast = None
     if dtype not in (None, "auto"):
-        from speechpress.model.backends.base import torch_dtype
-
         cast = torch_dtype(dtype)
     metadata = {"format": "pt", MARKER_KEY: __version__}
 
@@ -177,8 +187,6 @@ def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_
 
 def _finish(model, dtype, device):
     if dtype not in (None, "auto"):
-        from speechpress.model.backends.base import torch_dtype
-
         model.to(torch_dtype(dtype))
     if device:
         model.to(device)

@@ -16,7 +16,7 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from speechpress.errors import ModelLoadError
-from speechpress.model.persistence import read_json
+from speechpress.model.persistence import read_json, torch_dtype  # noqa: F401 (torch_dtype: re-export)
 
 # The presses a backend model was given after training live beside the checkpoint, never inside its files.
 PRESSES_CONFIG = "speechpress_presses.json"
@@ -104,15 +104,36 @@ def check_feature_extractor(directory: Path, num_mel_bins: int) -> None:
         raise ModelLoadError(f"{path}: feature extractor settings {wrong} differ from the Whisper log-mel speechpress computes ({expected})")
 
 
-def torch_dtype(dtype) -> torch.dtype | str | None:
-    """"auto" (the checkpoint's), a torch dtype, or a name such as "bf16"."""
-    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
-        return dtype or "auto"
-    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16}
-    if dtype not in names:
-        raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, fp32, bf16 or fp16")
-    return names[dtype]
+# ------------------------------------------------------------------- what every Qwen-family backend reads
+def text_config_dict(text_config, **extra) -> dict:
+    """The decoder's shape (what the profiler and press sizes read), from a transformers text config."""
+    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+            "intermediate_size", "vocab_size", "max_position_embeddings", "tie_word_embeddings", "attention_bias")
+    data = {k: getattr(text_config, k) for k in keys if getattr(text_config, k, None) is not None}
+    return {**data, **extra}
+
+
+def encoder_config_dict(audio_config, **extra) -> dict:
+    keys = ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins", "max_source_positions")
+    return {**{k: getattr(audio_config, k) for k in keys}, **extra}
+
+
+def special_tokens(tokenizer, audio_token_id: int) -> dict:
+    audio_token = tokenizer.convert_ids_to_tokens(audio_token_id)
+    if not isinstance(audio_token, str):
+        raise ModelLoadError(f"the tokenizer has no token for the config's audio_token_id {audio_token_id}")
+    return dict(audio_bos="<|audio_bos|>", audio_token=audio_token, audio_eos="<|audio_eos|>")
+
+
+def stop_ids(tokenizer, generation_config) -> set[int]:
+    """Where decoding stops: the tokenizer's eos, the checkpoint's generation eos ids, and <|im_end|>."""
+    ids = {tokenizer.eos_token_id}
+    eos = getattr(generation_config, "eos_token_id", None) if generation_config is not None else None
+    ids |= set(eos) if isinstance(eos, (list, tuple)) else {eos}
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if im_end is not None and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)
+    return {i for i in ids if i is not None}
 
 
 def save_presses(model, directory: Path) -> None:

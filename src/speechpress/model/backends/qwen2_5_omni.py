@@ -17,8 +17,16 @@ import torch
 from torch import nn
 
 from speechpress.errors import ModelLoadError
-from speechpress.model.backends.base import CausalLMView, finish_loading, load_tokenizer, torch_dtype
-from speechpress.model.backends.qwen2_audio import encoder_config_dict, special_tokens, stop_ids, text_config_dict
+from speechpress.model.backends.base import (
+    CausalLMView,
+    encoder_config_dict,
+    finish_loading,
+    load_tokenizer,
+    special_tokens,
+    stop_ids,
+    text_config_dict,
+    torch_dtype,
+)
 from speechpress.model.config import SpeechLMConfig
 from speechpress.model.lengths import tokens_for_mel_frames
 from speechpress.model.speechlm import SpeechLM

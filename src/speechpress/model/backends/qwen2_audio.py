@@ -14,43 +14,21 @@ from pathlib import Path
 import torch
 
 from speechpress.errors import ModelLoadError
-from speechpress.model.backends.base import CausalLMView, finish_loading, load_tokenizer, torch_dtype
+from speechpress.model.backends.base import (
+    CausalLMView,
+    encoder_config_dict,
+    finish_loading,
+    load_tokenizer,
+    special_tokens,
+    stop_ids,
+    text_config_dict,
+    torch_dtype,
+)
 from speechpress.model.config import SpeechLMConfig
 from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_mel_frames
 from speechpress.model.speechlm import SpeechLM
 
 MODEL_TYPES = ("qwen2_audio",)
-
-
-def text_config_dict(text_config, **extra) -> dict:
-    """The decoder's shape (what the profiler and press sizes read), from a transformers text config."""
-    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
-            "intermediate_size", "vocab_size", "max_position_embeddings", "tie_word_embeddings", "attention_bias")
-    data = {k: getattr(text_config, k) for k in keys if getattr(text_config, k, None) is not None}
-    return {**data, **extra}
-
-
-def encoder_config_dict(audio_config, **extra) -> dict:
-    keys = ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins", "max_source_positions")
-    return {**{k: getattr(audio_config, k) for k in keys}, **extra}
-
-
-def special_tokens(tokenizer, audio_token_id: int) -> dict:
-    audio_token = tokenizer.convert_ids_to_tokens(audio_token_id)
-    if not isinstance(audio_token, str):
-        raise ModelLoadError(f"the tokenizer has no token for the config's audio_token_id {audio_token_id}")
-    return dict(audio_bos="<|audio_bos|>", audio_token=audio_token, audio_eos="<|audio_eos|>")
-
-
-def stop_ids(tokenizer, generation_config) -> set[int]:
-    """Where decoding stops: the tokenizer's eos, the checkpoint's generation eos ids, and <|im_end|>."""
-    ids = {tokenizer.eos_token_id}
-    eos = getattr(generation_config, "eos_token_id", None) if generation_config is not None else None
-    ids |= set(eos) if isinstance(eos, (list, tuple)) else {eos}
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if im_end is not None and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)
-    return {i for i in ids if i is not None}
 
 
 class Qwen2AudioSpeechLM(SpeechLM):
