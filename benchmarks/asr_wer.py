@@ -98,8 +98,9 @@ def main() -> None:
     score = wer(predictions, references)
     for (row, _), pred in list(zip(data, predictions))[: args.show]:
         print(f"  ref: {row['answer']}\n  hyp: {pred}", file=sys.stderr)
-    result = {"model": label, "utterances": len(data), "wer": round(score["wer"], 4), "seconds": round(time.perf_counter() - start, 1)}
-    print(json.dumps(result))
+    result = {"model": label, "utterances": len(data), "wer": round(score["wer"], 4), "seconds": round(time.perf_counter() - start, 1),
+              "predictions": [{"id": row["id"], "reference": row["answer"], "prediction": pred} for (row, _), pred in zip(data, predictions)]}
+    print(json.dumps({k: v for k, v in result.items() if k != "predictions"}))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
