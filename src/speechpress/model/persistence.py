@@ -134,7 +134,7 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
 
 
 def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_prompt: str | None = None):
-    """A speechpress model directory, or a transformers checkpoint with a backend (Qwen2-Audio, Qwen2.5-Omni)."""
+    """A speechpress model directory as ``cls``; ``model.auto.AutoSpeechLM`` also takes backend checkpoints."""
     from transformers import AutoTokenizer
 
     directory = resolve_model_dir(name_or_path)
@@ -144,9 +144,7 @@ def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_
         raise ModelLoadError(f"{directory}: not a speechpress model (no {CONFIG_NAME})")
     data = read_json(config_path)
     if MARKER_KEY not in data:
-        from speechpress.model.backends import load_backend_model
-
-        return load_backend_model(directory, data.get("model_type"), device=device, dtype=dtype, system_prompt=system_prompt)
+        raise ModelLoadError(f"{directory}: a transformers checkpoint, not a speechpress directory: load it with AutoSpeechLM")
     data.pop(MARKER_KEY)
     if system_prompt is not None:
         data["system_prompt"] = system_prompt

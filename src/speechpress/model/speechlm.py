@@ -154,9 +154,9 @@ class SpeechLM(nn.Module):
         """A speechpress model directory, a transformers checkpoint with a backend (Qwen2-Audio, Qwen2.5-Omni:
         see ``speechpress.model.backends``), or a hub id of either (downloaded where there is a network).
         ``dtype``: "auto" (the checkpoint's, the default), "fp32", "bf16" or "fp16"."""
-        from speechpress.model.persistence import load_model
+        from speechpress.model.auto import AutoSpeechLM  # the loader above both SpeechLM and the backends
 
-        return load_model(cls, name_or_path, device=device, dtype=dtype, system_prompt=system_prompt)
+        return AutoSpeechLM.from_pretrained(name_or_path, device=device, dtype=dtype, system_prompt=system_prompt, cls=cls)
 
     @property
     def device(self) -> torch.device:
