@@ -33,7 +33,8 @@ def main() -> None:
     from speechpress.train import load_config
     from speechpress.train.data import AudioStore, load_training_set
     from speechpress.train.loop import latest_checkpoint, load_initial_model
-    from speechpress.train.recipes import build_objective, ctc_greedy_decode, ctc_normalize
+    from speechpress.train.ctc import ctc_greedy_decode, ctc_normalize
+    from speechpress.train.recipes import build_objective
 
     run = Path(args.run)
     if not (run / "config.yaml").is_file():

@@ -256,7 +256,7 @@ def test_slice_recordings_cuts_clips_from_one_encoding_per_recording(corpus, tmp
     from speechpress.model.speechlm import SpeechLM
     from speechpress.train.config import DataSection
     from speechpress.train.data import AudioStore, FrameCache, load_training_set
-    from speechpress.train.recipes import AudioFrontend
+    from speechpress.train.frontend import AudioFrontend
 
     model = SpeechLM.from_config(named_or_file_config("tiny"), seed=0).eval()
     examples = load_training_set(DataSection(train=[str(corpus)], utterances=True, max_duration=12.0)).examples

@@ -346,7 +346,7 @@ def save_outputs(cfg: TrainConfig, objective, out: Path) -> Path:
         from safetensors.torch import save_file
 
         from speechpress.io import atomic_path
-        from speechpress.train.recipes import CTC_ALPHABET
+        from speechpress.train.ctc import CTC_ALPHABET
 
         with atomic_path(out / "ctc_head.safetensors") as tmp:
             head = {k: v.detach().cpu().contiguous() for k, v in objective.head.state_dict().items()}

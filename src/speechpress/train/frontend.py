@@ -1,0 +1,89 @@
+"""Training clips -> encoder tokens with spans, through the frame cache while the encoder is frozen.
+
+Per-window encoding is ``SpeechLM.encode_windows`` (what inference runs); this module only batches a step's
+clips into windows and caches frozen-encoder frames.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from speechpress.errors import ConfigError
+from speechpress.train.data import AudioStore, FrameCache, TrainExample, clip_windows, window_spans
+
+
+class AudioFrontend:
+    """Clips -> encoder tokens with spans, through the frame cache while the encoder is frozen."""
+
+    def __init__(self, model, store: AudioStore, cache: FrameCache | None, slice_recordings: bool = False):
+        self.model, self.store, self.cache = model, store, cache
+        self.slice_recordings = slice_recordings
+
+    def windows(self, examples: list[TrainExample]) -> dict:
+        """Log-mel windows of every clip, stacked: what a trainable encoder needs inside ``forward``."""
+        cfg = self.model.config
+        feats, valid, owner, meta = [], [], [], []
+        for i, ex in enumerate(examples):
+            samples = self.store.clip(ex)
+            duration = len(samples) / cfg.sample_rate
+            for w in clip_windows(samples, cfg):
+                feats.append(w.features)
+                valid.append(w.valid_frames)
+                owner.append(i)
+                meta.append((w, duration))
+        return {"features": torch.stack(feats), "valid": valid, "owner": owner, "meta": meta, "n": len(examples)}
+
+    def encode(self, win: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(pooled tokens [n, D], spans [n, 2]) per clip, differentiable when the encoder is."""
+        model = self.model
+        feats = win["features"].to(model.device, model.encoder.conv1.weight.dtype if hasattr(model.encoder, "conv1") else None)
+        frames = model.encode_windows(feats, win["valid"])
+        rows: list[list] = [[] for _ in range(win["n"])]
+        for owner, f, (w, duration) in zip(win["owner"], frames, win["meta"]):
+            if f.shape[0]:
+                rows[owner].append((f, window_spans(w, f.shape[0], model.config, duration)))
+        out = []
+        for parts in rows:
+            if not parts:
+                raise ConfigError("a training clip gives this model no audio tokens (too short)")
+            out.append((torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])))
+        return out
+
+    @torch.no_grad()
+    def frozen_tokens(self, examples: list[TrainExample]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Encoder outputs of a frozen encoder, computed once per clip (or, with ``slice_recordings``, once per
+        recording and cut per clip) and then read from the cache."""
+        if self.slice_recordings:
+            return [self.recording_slice(ex) for ex in examples]
+        out = []
+        for ex in examples:
+            hit = self.cache.get(ex.clip_key) if self.cache is not None else None
+            if hit is None:
+                # One clip at a time: its frames never depend on which clips share its batch, so a resumed or
+                # multi-process run reads bit-identical frames (a one-off cost: later epochs hit the cache).
+                ((frames, spans),) = self.encode(self.windows([ex]))
+                hit = (frames.float().cpu(), spans)
+                if self.cache is not None:
+                    self.cache.put(ex.clip_key, *hit)
+            out.append(hit)
+        return out
+
+    @torch.no_grad()
+    def recording_slice(self, ex: TrainExample) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens of ``ex``'s stretch cut from its whole recording's encoding (spans made clip-relative).
+
+        A token belongs to the clip when the middle of its span lies inside the clip, so consecutive clips
+        share no token and miss none."""
+        key = f"{ex.audio}|recording"
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is None:
+            tokens = self.model.encode(self.store.recording(ex.audio))
+            hit = (tokens.embeddings[0].float().cpu(), tokens.spans[0].cpu())
+            if self.cache is not None:
+                self.cache.put(key, *hit)
+        frames, spans = hit
+        middle = spans.mean(dim=1)
+        inside = (middle >= ex.offset) & (middle < ex.offset + ex.duration)
+        if not bool(inside.any()):
+            raise ConfigError(f"{ex.id}: the clip at {ex.offset:.3f} s of {ex.audio} holds no audio token (too short)")
+        return frames[inside], spans[inside] - ex.offset

@@ -1,0 +1,184 @@
+"""The training objectives: what each recipe trains and its loss, each a small module with ``prepare`` and ``forward``.
+
+* ``ctc``   phase 0: a CTC head over characters on the encoder output trains the encoder (the head is kept
+  aside in ``output_dir/ctc_head.safetensors``). On CPU a tiny encoder learns to hear this way in minutes,
+  where end-to-end training of encoder + LLM plateaued with the audio ignored.
+* ``asr`` / ``qa`` / ``press`` / ``lora``  phases 1-2 and the pre-LLM press recipes: the answer loss of the
+  LLM on ``prefix ids + audio embeddings + question ids + answer ids + eos`` (the model's own chat template via
+  ``SpeechLM.prompt_ids``), loss on the answer tokens only. They differ in data and in what is trainable.
+* ``sst``   phase 3: the same loss through ``SummaryTokenPress.training_inputs`` (one forward with the 4D mask
+  whose logits equal streaming inference), alpha from the curriculum stage of each step.
+
+``prepare`` runs outside autograd (decoding, log-mel, a frozen encoder through the frame cache); ``forward``
+returns (summed loss, number of target tokens) so the loop can normalise by the global count, which makes
+accumulation and multi-process runs equal to one big batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from speechpress.errors import ConfigError
+from speechpress.presses import AudioTokens
+from speechpress.train.ctc import CTC_ALPHABET, ctc_targets
+from speechpress.train.data import TrainExample
+from speechpress.train.frontend import AudioFrontend
+
+
+def causal_lm(llm: nn.Module) -> nn.Module:
+    """The transformers causal LM under a peft wrapper (LoRA layers are injected in place, so they still run)."""
+    get = getattr(llm, "get_base_model", None)
+    return get() if callable(get) else llm
+
+
+class Objective(nn.Module):
+    """Base: holds the model (so DDP sees every trainable parameter) and the audio front-end."""
+
+    def __init__(self, model, frontend: AudioFrontend, train_encoder: bool):
+        super().__init__()
+        self.model = model
+        self.frontend = frontend
+        self.train_encoder = train_encoder
+
+    def audio_inputs(self, examples: list[TrainExample]) -> dict:
+        if self.train_encoder:
+            return {"windows": self.frontend.windows(examples)}
+        return {"rows": self.frontend.frozen_tokens(examples)}
+
+    def audio_tokens(self, batch: dict) -> AudioTokens:
+        rows = self.frontend.encode(batch["windows"]) if "windows" in batch else batch["rows"]
+        dtype = self.model.projector.weight.dtype if hasattr(self.model.projector, "weight") else None
+        rows = [(f.to(self.model.device, dtype), s) for f, s in rows]
+        return AudioTokens.from_rows(rows)
+
+
+class CTCObjective(Objective):
+    """Phase 0: CTC over characters on the encoder output (pooled tokens or raw 50/s encoder frames)."""
+
+    def __init__(self, model, frontend, frames: str = "pooled"):
+        super().__init__(model, frontend, train_encoder=True)
+        if frames == "encoder" and not hasattr(model.encoder, "conv1"):
+            raise ConfigError("train.ctc_frames=encoder needs a Whisper-style encoder; use pooled")
+        self.frames = frames
+        self.head = nn.Linear(model.config.encoder_output_dim, len(CTC_ALPHABET) + 1)
+        self.loss_fn = nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+
+    def prepare(self, examples: list[TrainExample], step: int) -> dict:
+        if any(ex.duration > self.model.config.window_seconds for ex in examples):
+            raise ConfigError("the ctc recipe trains on clips of at most one 30 s window; lower data.max_duration")
+        targets = [ctc_targets(ex.answer) for ex in examples]
+        return {"windows": self.frontend.windows(examples), "targets": targets, "count": sum(len(t) for t in targets)}
+
+    def encoder_rows(self, win: dict) -> list[torch.Tensor]:
+        if self.frames == "pooled":
+            return [f for f, _ in self.frontend.encode(win)]
+        from speechpress.model.lengths import encoder_frames_for_mel_frames
+
+        model = self.model
+        hidden = model.encoder(win["features"].to(model.device, model.encoder.conv1.weight.dtype)).last_hidden_state
+        return [h[: encoder_frames_for_mel_frames(v)] for h, v in zip(hidden, win["valid"])]
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        rows = self.encoder_rows(batch["windows"])
+        lengths = torch.tensor([r.shape[0] for r in rows])
+        padded = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        log_probs = self.head(padded).float().log_softmax(-1).transpose(0, 1)  # [T, B, C]
+        targets = torch.tensor([i for t in batch["targets"] for i in t], dtype=torch.long)
+        target_lengths = torch.tensor([len(t) for t in batch["targets"]])
+        return self.loss_fn(log_probs, targets.to(log_probs.device), lengths, target_lengths)
+
+
+class AnswerObjective(Objective):
+    """Phases 1-2 and the press / LoRA recipes: LM loss on the answer after [prefix, audio, question]."""
+
+    def __init__(self, model, frontend, chain, train_encoder: bool = False):
+        super().__init__(model, frontend, train_encoder)
+        self.chain = nn.ModuleList(chain)
+        self.prefix_ids, _ = model.prompt_ids(None)
+
+    def text_ids(self, ex: TrainExample) -> tuple[list[int], list[int]]:
+        tok = self.model.tokenizer
+        _, suffix = self.model.prompt_ids(ex.prompt)
+        answer = tok(ex.answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        return suffix, answer
+
+    def prepare(self, examples: list[TrainExample], step: int) -> dict:
+        batch = self.audio_inputs(examples)
+        batch["text"] = [self.text_ids(ex) for ex in examples]
+        batch["count"] = sum(len(a) for _, a in batch["text"])
+        return batch
+
+    def compressed(self, batch: dict) -> AudioTokens:
+        return self.model.press_tokens(self.audio_tokens(batch), list(self.chain))
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        model = self.model
+        tokens = self.compressed(batch)
+        embed = model.llm.get_input_embeddings()
+        dev = model.device
+        rows, predict, targets = [], [], []
+        for b, (suffix, answer) in enumerate(batch["text"]):
+            n = int(tokens.lengths[b])
+            ids_before = torch.tensor(self.prefix_ids, device=dev)
+            ids_after = torch.tensor(suffix + answer, device=dev)
+            audio = tokens.embeddings[b, :n].to(embed.weight.dtype)
+            rows.append(torch.cat([embed(ids_before), audio, embed(ids_after)]))
+            first = len(self.prefix_ids) + n + len(suffix)  # sequence index of the first answer token
+            predict.append(torch.arange(first - 1, first - 1 + len(answer)))
+            targets.extend(answer)
+        return lm_loss(model.llm, rows, predict, torch.tensor(targets, device=dev))
+
+
+class SSTObjective(AnswerObjective):
+    """Phase 3: the answer loss through the SST training path; alpha follows the curriculum per step."""
+
+    def __init__(self, model, frontend, chain, alpha_at, train_encoder: bool = False):
+        super().__init__(model, frontend, chain, train_encoder)
+        self.alpha_at = alpha_at
+
+    def prepare(self, examples: list[TrainExample], step: int) -> dict:
+        batch = super().prepare(examples, step)
+        batch["alpha"] = self.alpha_at(step)
+        return batch
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        model = self.model
+        tokens = model.press_tokens(self.audio_tokens(batch), list(self.chain))
+        kv_press = self.chain[-1]  # the sst recipe checked that the chain ends in its KV press
+        embed = model.llm.get_input_embeddings()
+        dev, dtype = model.device, embed.weight.dtype
+        B = tokens.batch_size
+        prefix = embed(torch.tensor([self.prefix_ids], device=dev)).expand(B, -1, -1)
+        texts = [torch.tensor(s + a, device=dev) for s, a in batch["text"]]
+        suffix = nn.utils.rnn.pad_sequence([embed(t) for t in texts], batch_first=True)
+        inputs = kv_press.training_inputs(
+            prefix, tokens.embeddings.to(dtype), tokens.lengths, suffix, torch.tensor([len(t) for t in texts]), alpha=batch["alpha"]
+        )
+        predict, targets = [], []
+        for b, (s, a) in enumerate(batch["text"]):
+            predict.append(inputs["suffix_index"][b, len(s) - 1 : len(s) - 1 + len(a)].cpu())
+            targets.extend(a)
+        return lm_loss(
+            model.llm, None, predict, torch.tensor(targets, device=dev),
+            inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"], position_ids=inputs["position_ids"],
+        )
+
+
+def lm_loss(llm, rows, predict, targets, **inputs) -> torch.Tensor:
+    """Summed cross-entropy of ``targets`` predicted at sequence positions ``predict[b]`` of each row.
+
+    The LM head runs on those positions only (a 150k vocabulary over every audio token would dominate memory).
+    ``rows`` are right-padded here with a 2D mask; the SST path passes its own embeds, 4D mask and positions.
+    """
+    causal = causal_lm(llm)
+    if rows is not None:
+        lengths = [r.shape[0] for r in rows]
+        inputs_embeds = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        mask = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None] < torch.tensor(lengths, device=inputs_embeds.device)[:, None]
+        inputs = {"inputs_embeds": inputs_embeds, "attention_mask": mask.long()}
+    hidden = causal.get_decoder()(**inputs, use_cache=False).last_hidden_state
+    b_index = torch.cat([torch.full((len(p),), b) for b, p in enumerate(predict)]).to(hidden.device)
+    t_index = torch.cat(predict).to(hidden.device)
+    logits = causal.get_output_embeddings()(hidden[b_index, t_index]).float()
+    return nn.functional.cross_entropy(logits, targets, reduction="sum")
