@@ -5,7 +5,8 @@ Each card is a :class:`SpeechLMConfig` written from published facts. Sources, ab
         ``Qwen2_5OmniAudioEncoderConfig`` / ``Qwen2_5OmniTextConfig``, ``Qwen3Config``).
   [HUB] the model's hub ``config.json`` as quoted by several public repositories' test fixtures (seen through the
         code search of this workplace, not fetched from the hub itself).
-  [RN]  /work/shared/research notes: peer-projects section 2, methods-pruning-hfq-pooling sections B and D.
+  [RN]  the project's research notes (kept outside this repository): peer projects section 2, pruning/HFQ/pooling
+        methods sections B and D.
   [UNVERIFIED] taken from the task brief / general knowledge, not confirmed from a primary source here.
 
 Only what changes cost is recorded: layer shapes, vocabulary, tied embeddings, the pooling before the LLM.
