@@ -16,7 +16,7 @@ from speechpress.audio import header_seconds
 from speechpress.data.schema import LETTERS, METRICS, REQUIRED, TASKS, Example, check_span
 from speechpress.errors import AudioError, DataError
 
-FORMATS = ("manifest", "longspeech", "audiomarathon", "spiral")
+FORMATS = ("manifest", "longspeech", "audiomarathon", "spiral", "hf")
 LONGSPEECH_TASKS = {
     "asr": "asr_long", "translation": "translation", "language_detection": "language_detection",
     "content_separation": "content_separation", "emotionqa": "emotion", "speaker_count": "speaker_count",
@@ -502,6 +502,8 @@ def load_spiral(path: str | os.PathLike, audio_root: str | os.PathLike | None = 
 
 def detect_format(path: str | os.PathLike) -> str:
     path = Path(path)
+    if _hf_layout(path):
+        return "hf"
     if path.is_dir() and (path / "LongSpeechQA").is_dir():
         return "longspeech"
     if path.is_dir() and ((path / "real").is_dir() or any((path / f).is_file() for f in AUDIOMARATHON_FILES)):
@@ -528,6 +530,16 @@ def detect_format(path: str | os.PathLike) -> str:
     return "manifest"
 
 
+def _hf_layout(path: Path) -> bool:
+    """A ``save_to_disk`` folder, a parquet / arrow file, or a folder of parquet files (a Hugging Face release)."""
+    if path.is_file():
+        return path.suffix in (".parquet", ".arrow")
+    if not path.is_dir():
+        return False
+    return (path / "state.json").is_file() or (path / "dataset_dict.json").is_file() or \
+        any(next(path.glob(pattern), None) for pattern in ("*.parquet", "data/*.parquet", "*/*.parquet"))
+
+
 def load_examples(path: str | os.PathLike, format: str = "auto", task: str | None = None,
                   split: str = "test", audio_root=None, skip_bad: bool = False) -> ExampleSet:
     """Any supported dataset into examples; ``format='auto'`` guesses from the path and first row."""
@@ -540,4 +552,8 @@ def load_examples(path: str | os.PathLike, format: str = "auto", task: str | Non
         return load_audiomarathon(path, task, audio_root=audio_root, skip_bad=skip_bad)
     if fmt == "spiral":
         return load_spiral(path, audio_root=audio_root, skip_bad=skip_bad)
+    if fmt == "hf":  # a Hugging Face dataset folder / file or hub id, with an optional #column spec
+        from speechpress.data.hf import load_hf
+
+        return load_hf(path, task=task, split=split, audio_root=audio_root, skip_bad=skip_bad)
     raise DataError(f"unknown dataset format {format!r} (choose from auto, {', '.join(FORMATS)})")

@@ -36,7 +36,7 @@ PREDICTIONS = "predictions.jsonl"
 METRICS = "metrics.json"
 CONFIG = "config.json"
 SHARDS = "shards"
-NAMED_FORMATS = ("manifest", "longspeech", "audiomarathon", "spiral")
+NAMED_FORMATS = ("manifest", "longspeech", "audiomarathon", "spiral", "hf")
 # Row columns that describe a group's prefill: every row answered from one prefill repeats them.
 PREFILL_COLUMNS = ("duration", "press", "query_in_compression", "prefill_id", "encoder_tokens", "llm_audio_tokens",
                    "cached_audio_tokens", "prefix_tokens", "audio_tokens_per_second", "compression_factor", "kv_bytes",
@@ -74,7 +74,7 @@ def resolve_benchmark(spec: str, task: str | None = None, split: str = "test", n
     head, sep, rest = spec.partition(":")
     if sep and head.lower() in NAMED_FORMATS and rest:
         fmt, path = head.lower(), Path(rest)
-    if not path.exists():
+    if not path.exists() and fmt != "hf":  # hf: a hub id or PATH#SPEC, checked by its loader
         raise DataError(
             f"unknown benchmark {spec!r}: not a file or folder, and not NAME:PATH with NAME one of "
             f"{', '.join(NAMED_FORMATS)}"

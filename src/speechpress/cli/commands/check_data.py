@@ -15,7 +15,8 @@ def register(sub) -> None:
         description="Read every row, check fields, tasks and audio (exists, offsets inside it) and count examples "
         "per task. A bad row is an error naming the file and line, unless --skip-bad.",
     )
-    p.add_argument("path", help="manifest / benchmark file, or a LongSpeech root folder")
+    p.add_argument("path", help="manifest / benchmark file, a LongSpeech root folder, or (--format hf) a Hugging "
+                   "Face dataset folder, file or hub id with an optional #COLUMN_SPEC")
     p.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
     p.add_argument("--task", default=None, help="LongSpeech task folder (e.g. ASR) or AudioMarathon code (e.g. SGR)")
     p.add_argument("--split", default="test", help="LongSpeech split file name (default: test)")

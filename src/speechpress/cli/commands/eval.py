@@ -23,7 +23,8 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available; LOCAL_RANK picks the GPU under torchrun)")
     p.add_argument("--benchmark", required=True, metavar="B",
                    help="a manifest or benchmark file, a `speechpress synth` corpus folder (with --split) or split folder "
-                   "(corpus/test), or NAME:PATH with NAME one of manifest, longspeech, audiomarathon, spiral")
+                   "(corpus/test), or NAME:PATH with NAME one of manifest, longspeech, audiomarathon, spiral, hf "
+                   "(hf:FOLDER_OR_HUB_ID#COLUMN_SPEC, a Hugging Face dataset)")
     p.add_argument("--task", default=None, help="keep only this task: a manifest task name, a LongSpeech task folder (ASR, summary, ...) "
                    "or an AudioMarathon task code (SGR, ...)")
     p.add_argument("--split", default="test", help="split of a corpus folder or LongSpeech root (default: test)")
