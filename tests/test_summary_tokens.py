@@ -9,37 +9,12 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from speechpress.errors import ConfigError, PressError
 from speechpress.presses import build_press
-from speechpress.presses.summary_tokens import SSTState, SummaryTokenPress
+from speechpress.presses.summary_tokens import SummaryTokenPress, greedy_generate
 
 D = 32
 LAYERS = 2
 KV_HEADS = 2
 HEAD_DIM = D // 4
-
-
-@torch.no_grad()  # what SpeechLM.answer does, on a bare LLM
-def greedy_generate(
-    llm,
-    state: SSTState,
-    suffix_embeds: torch.Tensor,
-    max_new_tokens: int,
-    eos_token_id: int | None = None,
-) -> list[int]:
-    """Greedy decoding after :meth:`SummaryTokenPress.prefill`: feed the suffix (question + assistant turn
-    start, [1, S, D]), then one token at a time, always with ``state.step_inputs`` positions and mask."""
-    if suffix_embeds.dim() != 3 or suffix_embeds.shape[0] != 1 or suffix_embeds.shape[1] < 1:
-        raise PressError(f"suffix_embeds must be [1, S>=1, D], got {tuple(suffix_embeds.shape)}")
-    embed = llm.get_input_embeddings()
-    x = suffix_embeds
-    out: list[int] = []
-    for _ in range(max_new_tokens):
-        logits = llm(inputs_embeds=x, **state.step_inputs(x.shape[1])).logits
-        token = int(logits[0, -1].argmax())
-        out.append(token)
-        if eos_token_id is not None and token == eos_token_id:
-            break
-        x = embed(torch.tensor([[token]], device=suffix_embeds.device)).to(suffix_embeds.dtype)
-    return out
 
 
 def tiny_llm(attn: str = "sdpa") -> Qwen2ForCausalLM:

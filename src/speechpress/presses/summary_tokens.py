@@ -24,7 +24,7 @@ Design choices, and why:
     reaches about 101k), so for very long audio the LLM needs a RoPE range that long (e.g. YaRN scaling).
     Because ``next_position`` is larger than the cache length, the suffix must be fed with explicit
     ``position_ids`` (``SSTState.step_inputs``); ``llm.generate`` would infer wrong positions
-    (``SpeechLM.answer`` does).
+    (use :func:`greedy_generate` on a bare LLM, as ``docs/sst.md`` shows; ``SpeechLM.answer`` does the same).
 (c) Attention inside an interval: causal over [prefix + SSTs of earlier intervals + the current interval so
     far] (Activation Beacon "full-coverage"): each SST sees every speech token before it in its interval and
     all kept memory; speech tokens also see earlier SSTs of the same interval. Text after the audio sees
@@ -504,3 +504,28 @@ def _lengths(lengths: torch.Tensor | None, batch: int, width: int, name: str) ->
     if any(v < 0 or v > width for v in values):
         raise PressError(f"{name} must lie in [0, {width}], got {values}")
     return values
+
+
+@torch.no_grad()
+def greedy_generate(
+    llm: nn.Module,
+    state: SSTState,
+    suffix_embeds: torch.Tensor,
+    max_new_tokens: int,
+    eos_token_id: int | None = None,
+) -> list[int]:
+    """Greedy decoding after :meth:`SummaryTokenPress.prefill`: feed the suffix (question + assistant turn
+    start, [1, S, D]), then one token at a time, always with ``state.step_inputs`` positions and mask."""
+    if suffix_embeds.dim() != 3 or suffix_embeds.shape[0] != 1 or suffix_embeds.shape[1] < 1:
+        raise PressError(f"suffix_embeds must be [1, S>=1, D], got {tuple(suffix_embeds.shape)}")
+    embed = llm.get_input_embeddings()
+    x = suffix_embeds
+    out: list[int] = []
+    for _ in range(max_new_tokens):
+        logits = llm(inputs_embeds=x, **state.step_inputs(x.shape[1])).logits
+        token = int(logits[0, -1].argmax())
+        out.append(token)
+        if eos_token_id is not None and token == eos_token_id:
+            break
+        x = embed(torch.tensor([[token]], device=suffix_embeds.device)).to(suffix_embeds.dtype)
+    return out
