@@ -217,3 +217,35 @@ def test_a_prompt_beyond_the_llm_positions_is_refused_before_any_forward(monkeyp
     assert f"{limit + 50} tokens" in message and f"at most {limit}" in message and "max_position_embeddings" in message
     with pytest.raises(ConfigError, match=f"{limit + 1} tokens"):
         model.answer(context, "Who?", max_new_tokens=4)
+
+
+def test_a_long_question_runs_in_pieces_with_the_same_answer(monkeypatch):
+    """The text after the audio is fed in pieces through the cache (attention memory piece x cache, not question
+    squared); the logits match one forward to float precision, and the answer is the same."""
+    model = tiny_model()
+    context = model.prefill(speech(3.0))
+    question = "Which of the speakers mentioned the budget for the project and when? " * 8
+    whole = model.answer(context, question, max_new_tokens=6)
+    calls = []
+    original = model.llm.forward
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["input_ids"].shape[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model.llm, "forward", counting)
+    monkeypatch.setattr(model, "text_chunk_tokens", 100)
+    pieces = model.answer(context, question, max_new_tokens=6)
+    _, suffix = model.prompt_ids(question)
+    expected = [100] * (len(suffix) // 100) + ([len(suffix) % 100] if len(suffix) % 100 else [])
+    assert len(suffix) > 500 and calls[: len(expected)] == expected
+    assert pieces.token_ids == whole.token_ids
+    monkeypatch.setattr(model, "text_chunk_tokens", 2048)
+    a = model._forward_ids(context, suffix, context.next_position)
+    from speechpress import kv_cache
+
+    kv_cache.truncate(context.cache, context.cached_tokens)
+    monkeypatch.setattr(model, "text_chunk_tokens", 64)
+    b = model._forward_ids(context, suffix, context.next_position)
+    kv_cache.truncate(context.cache, context.cached_tokens)
+    assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()

@@ -320,15 +320,22 @@ class SpeechLM(nn.Module):
                 "shorten the question, compress the audio more or ask for fewer new tokens"
             )
 
+    # Text after the audio (a question) runs through the LLM in pieces of at most this many tokens: attention over a
+    # piece costs piece x cache, never question x question (a 100,000-token question asked for 40 GB at once).
+    text_chunk_tokens = 2048
+
     def _forward_ids(self, context: AudioContext, ids: list[int], position: int) -> torch.Tensor:
-        positions = torch.arange(position, position + len(ids), device=self.device)[None]
-        out = self.llm(
-            input_ids=torch.tensor([ids], device=self.device),
-            past_key_values=context.cache,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        out = None
+        for start in range(0, len(ids), self.text_chunk_tokens):
+            piece = ids[start : start + self.text_chunk_tokens]
+            positions = torch.arange(position + start, position + start + len(piece), device=self.device)[None]
+            out = self.llm(
+                input_ids=torch.tensor([piece], device=self.device),
+                past_key_values=context.cache,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         return out.logits[0, -1].float()
 
     @torch.inference_mode()
