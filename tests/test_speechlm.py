@@ -240,7 +240,7 @@ def test_a_long_question_runs_in_pieces_with_the_same_answer(monkeypatch):
     expected = [100] * (len(suffix) // 100) + ([len(suffix) % 100] if len(suffix) % 100 else [])
     assert len(suffix) > 500 and calls[: len(expected)] == expected
     assert pieces.token_ids == whole.token_ids
-    monkeypatch.setattr(model, "text_chunk_tokens", 2048)
+    monkeypatch.setattr(model, "text_chunk_tokens", 4096)
     a = model._forward_ids(context, suffix, context.next_position)
     from speechpress import kv_cache
 

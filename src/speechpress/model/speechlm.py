@@ -322,7 +322,7 @@ class SpeechLM(nn.Module):
 
     # Text after the audio (a question) runs through the LLM in pieces of at most this many tokens: attention over a
     # piece costs piece x cache, never question x question (a 100,000-token question asked for 40 GB at once).
-    text_chunk_tokens = 2048
+    text_chunk_tokens = 512
 
     def _forward_ids(self, context: AudioContext, ids: list[int], position: int) -> torch.Tensor:
         out = None
