@@ -225,5 +225,8 @@ def test_eval_and_check_data_read_hf(tmp_path, cache, capsys):
     ds.to_parquet(str(tmp_path / "rel" / "test.parquet"))
     bench = resolve_benchmark(f"hf:{tmp_path / 'rel'}#{SPEC}", task="sir")
     assert bench.format == "hf" and [e.id for e in bench.examples] == ["q-1"]
+    with pytest.MonkeyPatch.context() as mp:  # a relative PATH#SPEC (or a hub id) is recorded as given, not joined onto the cwd
+        mp.chdir(tmp_path)
+        assert resolve_benchmark(f"hf:rel#{SPEC}", task="sir").source == f"rel#{SPEC}"
     assert main(["check-data", f"{tmp_path / 'rel'}#{SPEC}", "--format", "hf"]) == 0
     assert "2 examples, 2 audio files" in capsys.readouterr().out

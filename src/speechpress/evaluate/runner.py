@@ -107,7 +107,8 @@ def resolve_benchmark(spec: str, task: str | None = None, split: str = "test", n
             label = f"{path.parent.name}-{path.stem}"
         else:
             label = f"{resolved}-{task or path.stem}"
-    return Benchmark(_slug(label), str(path.resolve()), resolved, task, list(examples))
+    source = str(path.resolve()) if path.exists() else str(path)  # hf: a hub id or PATH#SPEC stays as given
+    return Benchmark(_slug(label), source, resolved, task, list(examples))
 
 
 def _detected(path: Path) -> str:
