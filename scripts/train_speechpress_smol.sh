@@ -35,6 +35,9 @@ fi
 # loss log, exactly as the run left them.
 for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2}; do
   config=${phase%%:*} name=${phase##*:} out=$RUNS/${phase##*:}
+  if [ ! -f "$out/model/config.json" ] && [ -f "train-state/speechpress-smol/$name/model/config.json" ]; then
+    mkdir -p "$out" && cp -r "train-state/speechpress-smol/$name/model" "$out/model"   # finished in an earlier session
+  fi
   if [ -f "$out/model/config.json" ]; then echo "$out: finished, skipped"; continue; fi
   if [ ! -d "$out/checkpoints" ] && [ -d "train-state/speechpress-smol/$name" ]; then
     mkdir -p "$out/checkpoints"
