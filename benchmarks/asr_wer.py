@@ -6,8 +6,7 @@ ceiling: the full Whisper-base model's own greedy transcript of the same utteran
     python benchmarks/asr_wer.py --whisper            # Whisper-base alone (the ceiling)
 
 The utterances are the first ``--rows`` asr_short rows of ``corpus/test.jsonl`` (seed 9, voices and words never
-used in training); each is cut from its recording and run on its own, as `speechpress transcribe` would. Also asks
-``--facts`` spoken-fact questions zero-shot when the corpus has none: skipped here.
+used in training); each is cut from its recording and run on its own, as `speechpress transcribe` would.
 """
 
 from __future__ import annotations

@@ -107,6 +107,8 @@ def load_base_weights(model, parts: dict) -> None:
     for role, part in parts.items():
         module = getattr(model, role)
         base = _base_tensors(part)
+        # Only the vocabulary grows (the audio tokens' rows): such a tensor takes the base rows, the rest stay.
+        vocab = (model.config.bases.get("llm", {}).get("vocab_size"), model.config.llm.get("vocab_size")) if role == "llm" else None
         missing = []
         with torch.no_grad():
             for key, target in module.state_dict(keep_vars=True).items():
@@ -115,13 +117,13 @@ def load_base_weights(model, parts: dict) -> None:
                     missing.append(key)
                     continue
                 value = base[name]
-                rows = min(value.shape[0], target.shape[0]) if value.dim() else None
-                if value.shape[1:] != target.shape[1:] or (value.dim() and value.shape[0] > target.shape[0]):
+                grows = vocab is not None and value.dim() and (value.shape[0], target.shape[0]) == vocab
+                if value.shape != target.shape and not (grows and value.shape[1:] == target.shape[1:]):
                     raise ModelLoadError(f"{part.path}: {name} has shape {tuple(value.shape)}, the model needs {tuple(target.shape)}")
-                if rows is None:
-                    target.copy_(value)
+                if value.dim():
+                    target[: value.shape[0]].copy_(value.to(target.dtype))
                 else:
-                    target[:rows].copy_(value.to(target.dtype))
+                    target.copy_(value)
         if missing:
             raise ModelLoadError(f"{part.path}: the {role} base lacks {len(missing)} weight(s) the model needs, e.g. {missing[:3]}")
 

@@ -134,7 +134,9 @@ def _locate(text: str) -> _Located:
     path = Path(text).expanduser()
     if path.exists():
         return _locate_files([path], text)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")) and not text.endswith(".gguf"):
+    from speechpress.model.persistence import looks_like_hub_id
+
+    if looks_like_hub_id(text) and not text.endswith(".gguf"):
         return _locate_hub(text)
     known = ", ".join(KNOWN_PARTS)
     raise ModelLoadError(f"{text}: no such file or directory, and not a known part ({known}), package:NAME or hub id")
