@@ -13,7 +13,7 @@ import soundfile as sf
 
 from speechpress.data.loaders import load_audiomarathon, load_examples, load_longspeech
 from speechpress.errors import DataError
-from speechpress.evaluate.runner import score_rows, scoring_metric
+from speechpress.evaluate.scoring import score_rows, scoring_metric
 
 SR = 16000
 
@@ -179,7 +179,7 @@ def test_longspeech_bad_messages_string_and_unreadable_reference(tmp_path):
 
 
 def test_eval_task_filters_a_manifest(tmp_path):
-    from speechpress.evaluate.runner import resolve_benchmark
+    from speechpress.evaluate.benchmark import resolve_benchmark
 
     _tone(tmp_path / "a.wav")
     rows = [dict(id="1", audio="a.wav", task="asr_long", prompt="T", answer="x", metric="wer"),
@@ -191,7 +191,7 @@ def test_eval_task_filters_a_manifest(tmp_path):
 
 
 def test_eval_takes_an_audiomarathon_folder_as_is(tmp_path):
-    from speechpress.evaluate.runner import resolve_benchmark
+    from speechpress.evaluate.benchmark import resolve_benchmark
 
     for name in ("real/r1.wav", "fake/f1.wav"):
         _tone(tmp_path / "HAD" / name)

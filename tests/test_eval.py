@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +15,10 @@ import torch
 from speechpress.cli import main
 from speechpress.data.loaders import load_manifest
 from speechpress.evaluate.normalize import normalize_english
-from speechpress.evaluate.runner import Dist, Runner, RunSpec, resolve_benchmark, sweep
+from speechpress.evaluate.benchmark import resolve_benchmark
+from speechpress.evaluate.distributed import Dist
+from speechpress.evaluate.runner import Runner
+from speechpress.evaluate.sweep import RunSpec, sweep
 from speechpress.model.speechlm import SpeechLM
 
 from eval_helpers import make_corpus, make_model, rows, stable
@@ -333,7 +335,7 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_written(case, tmp_path, 
 
 
 def test_model_label_names_training_outputs_after_their_run(tmp_path):
-    from speechpress.evaluate.runner import model_label
+    from speechpress.evaluate.sweep import model_label
 
     (tmp_path / "phase3" / "model").mkdir(parents=True)
     (tmp_path / "speechpress-tiny").mkdir()

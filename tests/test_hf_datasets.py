@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,7 +218,7 @@ def test_spec_strings():
 
 
 def test_eval_and_check_data_read_hf(tmp_path, cache, capsys):
-    from speechpress.evaluate.runner import resolve_benchmark
+    from speechpress.evaluate.benchmark import resolve_benchmark
 
     ds, _, _ = _qa_dataset()
     ds.to_parquet(str(tmp_path / "rel" / "test.parquet"))

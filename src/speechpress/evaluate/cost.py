@@ -172,3 +172,54 @@ def measure_cost(model, duration_s: float, chain, *, question: str = "What is sa
         analytic=None if analytic is None else analytic.to_dict(),
         analytic_error=why,
     )
+
+
+def summarize_cost(rows: list[dict]) -> dict:
+    """Run-level cost from the rows, counting each prefill once (rows of one prefill repeat its columns)."""
+    prefills: dict[str, dict] = {}
+    for row in rows:
+        prefills.setdefault(row["prefill_id"], row)
+    pre = list(prefills.values())
+    if not pre:
+        return {}
+
+    def mean(key, items=pre):
+        vals = [r[key] for r in items if r.get(key) is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    seconds = sum(r["duration"] for r in pre)
+    cached = sum(r["cached_audio_tokens"] for r in pre)
+    counted = [r for r in pre if r.get("prefill_flops_measured") is not None]
+    decode_steps = sum(r["new_tokens"] + 1 for r in rows)
+    out = dict(
+        questions=len(rows),
+        prefills=len(pre),
+        recordings=len({r["audio_key"] for r in rows}),
+        audio_seconds_prefilled=seconds,
+        encoder_tokens_mean=mean("encoder_tokens"),
+        llm_audio_tokens_mean=mean("llm_audio_tokens"),
+        cached_audio_tokens_mean=mean("cached_audio_tokens"),
+        audio_tokens_per_second=cached / seconds,
+        llm_audio_tokens_per_second=sum(r["llm_audio_tokens"] for r in pre) / seconds,
+        compression_factor=sum(r["encoder_tokens"] for r in pre) / max(1, cached),
+        kv_bytes_mean=mean("kv_bytes"),
+        kv_bytes_max=max(r["kv_bytes"] for r in pre),
+        kv_bytes_analytic_mean=mean("kv_bytes_analytic"),
+        peak_memory_bytes=max(r["peak_memory_bytes"] for r in rows),
+        peak_memory_kind=rows[0]["peak_memory_kind"],
+        prefill_seconds_mean=mean("prefill_seconds"),
+        prefill_seconds_total=sum(r["prefill_seconds"] for r in pre),
+        decode_seconds_mean=mean("decode_seconds", rows),
+        decode_seconds_per_token=sum(r["decode_seconds"] for r in rows) / decode_steps,
+        new_tokens_mean=mean("new_tokens", rows),
+        prefill_flops_measured_mean=mean("prefill_flops_measured", counted) if counted else None,
+        flops_counted_prefills=len(counted),
+        prefill_flops_analytic_mean=mean("prefill_flops_analytic"),
+        prefill_flops_analytic_causal_mean=mean("prefill_flops_analytic_causal"),
+        decode_flops_per_token_analytic_mean=mean("decode_flops_per_token_analytic"),
+        flops_measured_over_analytic=(
+            sum(r["prefill_flops_measured"] for r in counted) / sum(r["prefill_flops_analytic"] for r in counted)
+            if counted and all(r.get("prefill_flops_analytic") for r in counted) else None
+        ),
+    )
+    return out

@@ -25,7 +25,7 @@ MiB = 2**20
 
 def load_runs(root: Path) -> list[dict]:
     """Every finished run under ``root``: its metrics.json, with the per-prefill rows of its predictions."""
-    from speechpress.evaluate.runner import METRICS, PREDICTIONS, read_rows
+    from speechpress.evaluate.rows import METRICS, PREDICTIONS, read_rows
 
     runs = []
     for path in sorted(root.rglob(METRICS)):

@@ -99,7 +99,7 @@ def default_presses(model) -> list[str]:
 def _correct(example, prediction: str) -> bool:
     """Scored as the eval harness scores it (multiple-choice parsing, numeric answers)."""
     from speechpress.evaluate.metrics import get_metric
-    from speechpress.evaluate.runner import scoring_metric
+    from speechpress.evaluate.scoring import scoring_metric
 
     result = get_metric(scoring_metric(example))([prediction], [example.answer], choices=[example.choices])
     return result["score"] == 1.0

@@ -57,7 +57,10 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from speechpress.evaluate.runner import Runner, dist_from_env, resolve_benchmark, sweep
+    from speechpress.evaluate.benchmark import resolve_benchmark
+    from speechpress.evaluate.distributed import dist_from_env
+    from speechpress.evaluate.runner import Runner
+    from speechpress.evaluate.sweep import sweep
 
     gen = generation_kwargs(args)
     options = press_options(args)
