@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechpress.data import synth as synth_mod
+from speechpress.data import recording as recording_mod
 from speechpress.data.grammar import NEEDLES, PARTITIONED_SLOTS, Grammar, number_words
 from speechpress.data.loaders import load_manifest
 from speechpress.data.schema import LETTERS, SYNTH_TASKS
@@ -156,7 +156,7 @@ def test_manifest_loads_and_rerun_skips_finished(corpus, tmp_path):
 
 
 def test_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, monkeypatch):
-    real = synth_mod._render
+    real = recording_mod._render
     calls = {"n": 0}
 
     def flaky(text, sv):
@@ -165,13 +165,13 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(text, sv)
 
-    monkeypatch.setattr(synth_mod, "_render", flaky)
+    monkeypatch.setattr(recording_mod, "_render", flaky)
     with pytest.raises(KeyboardInterrupt):
         synthesize(tmp_path, seed=2, split="validation", durations=[30, 30], jobs=1)
     leftovers = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
     assert all(not n.endswith(".tmp") for n in leftovers) and "validation.jsonl" not in leftovers
     assert len([n for n in leftovers if n.endswith(".flac")]) == len([n for n in leftovers if n.endswith(".json")])
-    monkeypatch.setattr(synth_mod, "_render", real)
+    monkeypatch.setattr(recording_mod, "_render", real)
     report = synthesize(tmp_path, seed=2, split="validation", durations=[30, 30], jobs=1)
     fresh = synthesize(tmp_path / "fresh", seed=2, split="validation", durations=[30, 30], jobs=1)
     assert (tmp_path / "validation.jsonl").read_text() == (tmp_path / "fresh" / "validation.jsonl").read_text()
