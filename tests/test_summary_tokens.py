@@ -9,7 +9,8 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from speechpress.errors import ConfigError, PressError
 from speechpress.presses import build_press
-from speechpress.presses.summary_tokens import SummaryTokenPress, greedy_generate
+from speechpress.kv_cache import greedy_generate
+from speechpress.presses.summary_tokens import SummaryTokenPress
 
 D = 32
 LAYERS = 2

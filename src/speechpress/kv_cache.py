@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from speechpress.errors import ConfigError, PressError
+
 
 @dataclass
 class KVState:
@@ -23,6 +25,8 @@ class KVState:
     cache: object  # transformers Cache
     next_position: int
     kept_tokens: int
+    dtype: torch.dtype = torch.float32
+    device: torch.device | str = "cpu"
 
     def cache_length(self) -> int:
         return int(self.cache.get_seq_length())
@@ -38,12 +42,55 @@ class KVState:
     def kv_bytes(self) -> int:
         return nbytes(self.cache)
 
+    def step_inputs(self, n_new: int) -> dict:
+        """Keyword arguments for ``llm(inputs_embeds=x, **state.step_inputs(x.shape[1]))``.
+
+        Gives ``past_key_values``, explicit ``position_ids`` (needed: after eviction positions run ahead of the
+        cache length, and transformers would infer them from the length) and a 4D mask (everything cached
+        visible, causal among the new tokens); call again before each step.
+        """
+        if n_new < 1:
+            raise PressError(f"step_inputs needs at least one new token, got {n_new}")
+        start = self.position()
+        return dict(
+            past_key_values=self.cache,
+            position_ids=torch.arange(start, start + n_new, device=self.device)[None],
+            attention_mask=chunk_mask(n_new, self.cache_length(), self.dtype, self.device),
+            use_cache=True,
+        )
+
 
 def full_prefill(llm, prefix_embeds: torch.Tensor, audio_embeds: torch.Tensor) -> KVState:
     """One forward of [prefix + audio] through the LLM body (no logits: none are needed), everything cached."""
     out = llm.base_model(inputs_embeds=torch.cat([prefix_embeds, audio_embeds], dim=1), use_cache=True)
     n = prefix_embeds.shape[1] + audio_embeds.shape[1]
-    return KVState(cache=out.past_key_values, next_position=n, kept_tokens=n)
+    return KVState(cache=out.past_key_values, next_position=n, kept_tokens=n, dtype=audio_embeds.dtype,
+                   device=audio_embeds.device)
+
+
+def chunk_mask(q_len: int, past_len: int, dtype: torch.dtype, device: torch.device | str | None = None) -> torch.Tensor:
+    """Additive [1, 1, q_len, past_len + q_len] mask: everything cached is visible, causal among the new tokens."""
+    allowed = torch.ones(q_len, past_len + q_len, dtype=torch.bool, device=device)
+    allowed[:, past_len:] = torch.ones(q_len, q_len, dtype=torch.bool, device=device).tril()
+    return additive_mask(allowed, dtype)[None, None]
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where attention is allowed, the dtype's minimum elsewhere: the float 4D mask eager and sdpa both add."""
+    zero = torch.zeros((), dtype=dtype, device=allowed.device)
+    neg = torch.full((), torch.finfo(dtype).min, dtype=dtype, device=allowed.device)
+    return torch.where(allowed, zero, neg)
+
+
+def check_evictable(cache) -> None:
+    """Eviction rewrites every layer's keys and values: only plain DynamicLayer caches take that safely."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    if not isinstance(cache, DynamicCache):
+        raise PressError(f"evicting KV entries needs a transformers DynamicCache, got {type(cache).__name__}")
+    if any(type(layer) is not DynamicLayer for layer in cache.layers):
+        raise ConfigError("KV entries are evicted from plain DynamicLayer caches only (no sliding/static layers)")
 
 
 def truncate(cache, length: int, copy: bool = False) -> None:
@@ -73,3 +120,24 @@ def nbytes(cache) -> int:
         else [t for item in cache for t in item]
     )
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+@torch.no_grad()
+def greedy_generate(llm, state: KVState, suffix_embeds: torch.Tensor, max_new_tokens: int,
+                    eos_token_id: int | None = None) -> list[int]:
+    """Greedy decoding on a bare LLM after a prefill that may have evicted entries: feed the suffix (question +
+    assistant turn start, [1, S, D]), then one token at a time, always with ``state.step_inputs`` positions and
+    mask (``llm.generate`` would infer positions from the cache length)."""
+    if suffix_embeds.dim() != 3 or suffix_embeds.shape[0] != 1 or suffix_embeds.shape[1] < 1:
+        raise PressError(f"suffix_embeds must be [1, S>=1, D], got {tuple(suffix_embeds.shape)}")
+    embed = llm.get_input_embeddings()
+    x = suffix_embeds
+    out: list[int] = []
+    for _ in range(max_new_tokens):
+        logits = llm(inputs_embeds=x, **state.step_inputs(x.shape[1])).logits
+        token = int(logits[0, -1].argmax())
+        out.append(token)
+        if eos_token_id is not None and token == eos_token_id:
+            break
+        x = embed(torch.tensor([[token]], device=suffix_embeds.device)).to(suffix_embeds.dtype)
+    return out

@@ -41,6 +41,10 @@ so it composes with any earlier press; 256 is divisible by every power-of-two al
 interval is ragged. Larger intervals mean fewer LLM calls but more transient memory ((cache + interval) x
 interval attention scores).
 
+Where things live: the interleaving and the alpha schedule in ``sst_layout.py`` (shared by prefill and the
+training mask), the cache surgery, the masks and the decoding state (``KVState``: positions after eviction) in
+``speechpress/kv_cache.py``; this module is the press.
+
 Exactness: the training mask is an additive float 4D mask (0 / dtype min) which transformers 5.23 passes
 through untouched (``masking_utils._preprocess_mask_arguments`` returns any 4D mask as is); both the
 ``eager`` (adds it) and ``sdpa`` (takes float masks) attention implementations use it as such, so streaming
@@ -50,7 +54,6 @@ and training agree to float rounding. Flash/flex attention cannot take an arbitr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -61,12 +64,10 @@ from speechpress.errors import ConfigError, PressError
 from speechpress.kv_cache import KVState
 from speechpress.presses.base import AudioTokens, Press, PressContext, group_spans
 from speechpress.presses.registry import register_press
+from speechpress.presses.sst_layout import AlphaSpec, Layout, alpha_schedule, interleave
 
 DEFAULT_INTERVAL_TOKENS = 256
 SUPPORTED_ATTENTION = ("eager", "sdpa")
-
-AlphaSpec = int | Sequence[int] | Callable[[int], int] | None
-
 
 def _check_llm(llm: nn.Module) -> None:
     """Refuse LLMs on which the SST mask or the eviction would silently be wrong."""
@@ -89,46 +90,6 @@ def _decoder(llm: nn.Module) -> nn.Module:
     return get() if callable(get) else llm
 
 
-def chunk_mask(q_len: int, past_len: int, dtype: torch.dtype, device: torch.device | str | None = None) -> torch.Tensor:
-    """Additive [1, 1, q_len, past_len + q_len] mask: everything cached is visible, causal among the new tokens."""
-    allowed = torch.ones(q_len, past_len + q_len, dtype=torch.bool, device=device)
-    allowed[:, past_len:] = torch.ones(q_len, q_len, dtype=torch.bool, device=device).tril()
-    return _additive(allowed, dtype)[None, None]
-
-
-def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    zero = torch.zeros((), dtype=dtype, device=allowed.device)
-    neg = torch.full((), torch.finfo(dtype).min, dtype=dtype, device=allowed.device)
-    return torch.where(allowed, zero, neg)
-
-
-@dataclass
-class Layout:
-    """Where every token of the interleaved audio part sits (one row; see ``SummaryTokenPress.layout``).
-
-    ``source[i]`` is the audio-token index of interleaved position ``i``, or -1 for an SST; ``slot[i]`` the SST
-    embedding used there (-1 on speech); ``interval[i]`` its interval; ``bounds[k]`` = (start, end) of interval
-    ``k`` in the interleaved sequence; ``alphas[k]`` its ratio.
-    """
-
-    source: torch.Tensor
-    slot: torch.Tensor
-    interval: torch.Tensor
-    bounds: list[tuple[int, int]]
-    alphas: list[int]
-
-    @property
-    def is_sst(self) -> torch.Tensor:
-        return self.source < 0
-
-    @property
-    def num_sst(self) -> int:
-        return int(self.is_sst.sum())
-
-    def __len__(self) -> int:
-        return int(self.source.numel())
-
-
 @dataclass
 class SSTState(KVState):
     """What streaming prefill leaves behind: a cache holding only prefix + SST keys/values, and the positions.
@@ -143,24 +104,6 @@ class SSTState(KVState):
     intervals: int = 0
     alphas: list[int] = field(default_factory=list)
     sst_spans: torch.Tensor | None = None  # [sst_tokens, 2] seconds each SST summarises, if spans were given
-    dtype: torch.dtype = torch.float32
-    device: torch.device | str = "cpu"
-
-    def step_inputs(self, n_new: int) -> dict:
-        """Keyword arguments for ``llm(inputs_embeds=x, **state.step_inputs(x.shape[1]))``.
-
-        Gives ``past_key_values``, explicit ``position_ids`` (needed: positions run ahead of the cache length)
-        and a 4D mask (everything cached visible, causal among the new tokens); call again before each step.
-        """
-        if n_new < 1:
-            raise PressError(f"step_inputs needs at least one new token, got {n_new}")
-        start = self.position()
-        return dict(
-            past_key_values=self.cache,
-            position_ids=torch.arange(start, start + n_new, device=self.device)[None],
-            attention_mask=chunk_mask(n_new, self.cache_length(), self.dtype, self.device),
-            use_cache=True,
-        )
 
 
 @register_press
@@ -217,35 +160,9 @@ class SummaryTokenPress(Press):
             return max(1, round(n_in / (duration_s * self.tokens_per_second)))
         return 1 if self.ratio is None else int(self.ratio)
 
-    def _alpha_fn(self, alpha: AlphaSpec, n_in: int, duration_s: float | None) -> Callable[[int], int]:
-        if alpha is None:
-            fixed = self.default_alpha(n_in, duration_s)
-            return lambda k: fixed
-        if callable(alpha):
-            fn = alpha
-        elif isinstance(alpha, (int, float)):
-            fn = lambda k: alpha  # noqa: E731
-        elif isinstance(alpha, Sequence):
-            seq = list(alpha)
-
-            def fn(k: int) -> int:
-                if k >= len(seq):
-                    raise PressError(f"alpha list has {len(seq)} entries but interval {k} needs one")
-                return seq[k]
-        else:
-            raise PressError(f"alpha must be an int, a list of ints or a callable, got {type(alpha).__name__}")
-
-        def checked(k: int) -> int:
-            a = fn(k)
-            if isinstance(a, bool) or not isinstance(a, (int, float)) or not float(a).is_integer() or a < 1:
-                raise PressError(f"alpha for interval {k} must be a whole number >= 1, got {a!r}")
-            return int(a)
-
-        return checked
-
     def intervals(self, n_in: int, alpha: AlphaSpec = None, duration_s: float | None = None, first: int = 0):
         """[(start, end, alpha)] of the audio tokens per interval; ``first`` offsets the alpha schedule index."""
-        fn = self._alpha_fn(alpha, n_in, duration_s)
+        fn = alpha_schedule(alpha, lambda: self.default_alpha(n_in, duration_s))
         return [
             (s, min(s + self.interval_tokens, n_in), fn(first + k))
             for k, s in enumerate(range(0, n_in, self.interval_tokens))
@@ -264,34 +181,8 @@ class SummaryTokenPress(Press):
         return [(speech + ssts, ssts) for speech, ssts in counts]
 
     def layout(self, n_in: int, alpha: AlphaSpec = None, duration_s: float | None = None, first: int = 0) -> Layout:
-        """Interleaving of ``n_in`` audio tokens with SSTs: speech token i of an interval goes to i + i // a, the
-        SST closing group g to min((g + 1) a, L) + g."""
-        sources, slots, ivals, bounds, alphas = [], [], [], [], []
-        offset = 0
-        for k, (s, e, a) in enumerate(self.intervals(n_in, alpha, duration_s, first)):
-            n = e - s
-            n_sst = math.ceil(n / a)
-            m = n + n_sst
-            local = torch.arange(n)
-            src = torch.full((m,), -1, dtype=torch.long)
-            src[local + local // a] = local + s
-            g = torch.arange(n_sst)
-            slot = torch.full((m,), -1, dtype=torch.long)
-            slot[torch.clamp((g + 1) * a, max=n) + g] = g % self.num_embeddings
-            sources.append(src)
-            slots.append(slot)
-            ivals.append(torch.full((m,), k, dtype=torch.long))
-            bounds.append((offset, offset + m))
-            alphas.append(a)
-            offset += m
-        empty = torch.zeros(0, dtype=torch.long)
-        return Layout(
-            source=torch.cat(sources) if sources else empty,
-            slot=torch.cat(slots) if slots else empty,
-            interval=torch.cat(ivals) if ivals else empty,
-            bounds=bounds,
-            alphas=alphas,
-        )
+        """Where each of ``n_in`` audio tokens and each SST sits in the interleaved sequence."""
+        return interleave(self.intervals(n_in, alpha, duration_s, first), self.num_embeddings)
 
     def _interleave(self, audio: torch.Tensor, lay: Layout, start: int = 0, end: int | None = None) -> torch.Tensor:
         """Embeddings [m, D] of interleaved positions [start, end): audio rows and SST rows, differentiable in both."""
@@ -344,7 +235,6 @@ class SummaryTokenPress(Press):
         Runs with the caller's grad mode: wrap in ``torch.no_grad()`` for inference.
         """
         from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
 
         _check_llm(llm)
         self._check_embeds("audio_embeds", audio_embeds, batch=1)
@@ -362,10 +252,7 @@ class SummaryTokenPress(Press):
             position = 0
         else:
             position = int(cache.get_seq_length())
-        if not isinstance(cache, DynamicCache):
-            raise PressError(f"the SST press needs a transformers DynamicCache, got {type(cache).__name__}")
-        if any(type(layer) is not DynamicLayer for layer in cache.layers):
-            raise ConfigError("the SST press evicts from plain DynamicLayer caches only (no sliding/static layers)")
+        kv_cache.check_evictable(cache)
 
         body = _decoder(llm)
         start_position = position
@@ -377,7 +264,7 @@ class SummaryTokenPress(Press):
                 inputs_embeds=x,
                 past_key_values=cache,
                 position_ids=torch.arange(position, position + x.shape[1], device=device)[None],
-                attention_mask=chunk_mask(x.shape[1], past, dtype, device),
+                attention_mask=kv_cache.chunk_mask(x.shape[1], past, dtype, device),
                 use_cache=True,
             )
             position += x.shape[1]
@@ -477,7 +364,7 @@ class SummaryTokenPress(Press):
         steps = torch.arange(T, device=device)
         causal = steps[None, :, None] >= steps[None, None, :]  # [1, T(q), T(k)]
         visible = kept[:, None, :] | (group[:, :, None] == group[:, None, :])
-        attention_mask = _additive(causal & visible, dtype)[:, None]
+        attention_mask = kv_cache.additive_mask(causal & visible, dtype)[:, None]
 
         S = suffix_embeds.shape[1]
         suffix_index = torch.zeros(B, S, dtype=torch.long)
@@ -504,28 +391,3 @@ def _lengths(lengths: torch.Tensor | None, batch: int, width: int, name: str) ->
     if any(v < 0 or v > width for v in values):
         raise PressError(f"{name} must lie in [0, {width}], got {values}")
     return values
-
-
-@torch.no_grad()
-def greedy_generate(
-    llm: nn.Module,
-    state: SSTState,
-    suffix_embeds: torch.Tensor,
-    max_new_tokens: int,
-    eos_token_id: int | None = None,
-) -> list[int]:
-    """Greedy decoding after :meth:`SummaryTokenPress.prefill`: feed the suffix (question + assistant turn
-    start, [1, S, D]), then one token at a time, always with ``state.step_inputs`` positions and mask."""
-    if suffix_embeds.dim() != 3 or suffix_embeds.shape[0] != 1 or suffix_embeds.shape[1] < 1:
-        raise PressError(f"suffix_embeds must be [1, S>=1, D], got {tuple(suffix_embeds.shape)}")
-    embed = llm.get_input_embeddings()
-    x = suffix_embeds
-    out: list[int] = []
-    for _ in range(max_new_tokens):
-        logits = llm(inputs_embeds=x, **state.step_inputs(x.shape[1])).logits
-        token = int(logits[0, -1].argmax())
-        out.append(token)
-        if eos_token_id is not None and token == eos_token_id:
-            break
-        x = embed(torch.tensor([[token]], device=suffix_embeds.device)).to(suffix_embeds.dtype)
-    return out
