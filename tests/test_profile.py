@@ -13,7 +13,7 @@ from speechpress.cli import main
 from speechpress.errors import ConfigError, PressError
 from speechpress.model.cards import MODEL_CARDS, get_model_card
 from speechpress.model.config import SpeechLMConfig
-from speechpress.profile import (
+from speechpress.cost_model import (
     HFQ_TOKENS_PER_SECOND,
     SST_INTERVAL_TOKENS,
     EncoderShape,

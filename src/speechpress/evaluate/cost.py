@@ -1,6 +1,6 @@
 """Measured cost of a real prefill: KV bytes the cache really holds, peak memory, latency and counted FLOPs.
 
-The analytic model (``speechpress.profile``) says what a run *should* cost from the architecture; this module
+The analytic model (``speechpress.cost_model``) says what a run *should* cost from the architecture; this module
 says what it *did* cost, with the same field names where both exist, so the two can be set side by side (the
 eval runner writes both into every row; ``speechpress profile --measure`` prints both).
 
@@ -26,7 +26,7 @@ import torch
 from speechpress import kv_cache
 from speechpress.errors import ConfigError
 from speechpress.memory import peak_memory_bytes
-from speechpress.profile import estimate_cost
+from speechpress.cost_model import estimate_cost
 
 TORCH_DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 

@@ -79,7 +79,7 @@ def markdown(runs: list[dict], profiles: dict[str, list] | None = None) -> str:
         f"{len(runs)} run(s). Scores are pooled over every row of the tasks that use the metric (`metrics.json` also "
         "holds per-task and macro figures). k = audio tokens out of the encoder / audio entries the LLM keeps. Cost "
         "columns are means per prefill; peak memory is the run's maximum (CUDA max allocated, or the process' peak "
-        "RSS on CPU, which never goes down within a process). Prefill GFLOPs are analytic (`speechpress.profile`, dense "
+        "RSS on CPU, which never goes down within a process). Prefill GFLOPs are analytic (`speechpress.cost_model`, dense "
         "attention); counted / analytic compares FlopCounterMode with them on the prefills that were counted.",
         "",
         "| " + " | ".join(head) + " |",

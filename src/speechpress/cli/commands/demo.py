@@ -13,7 +13,7 @@ from pathlib import Path
 
 from speechpress.cli.common import BUNDLED_MODEL as BUNDLED
 from speechpress.cli.common import bundled_model, check_number
-from speechpress.profile import MAX_MINUTES
+from speechpress.cost_model import MAX_MINUTES
 
 DEMO_TASKS = ("sir", "speaker_count", "speaker_attribution", "temporal_order", "speaker_gender")
 

@@ -1,6 +1,6 @@
 """`speechpress profile`: what a recording costs a real-size speech LLM, uncompressed beside compressed.
 
-Analytic by default (``speechpress.profile.estimate_cost``: no weights, any model size). ``--measure`` also builds
+Analytic by default (``speechpress.cost_model.estimate_cost``: no weights, any model size). ``--measure`` also builds
 the model (random weights for a card or named config; a model directory's own weights) on the available device,
 runs each duration through it and appends measured rows (``speechpress.evaluate.cost.measure_cost``) beside
 analytic figures for exactly what was run (the template's prefix as prompt, no answer, dense attention).
@@ -12,7 +12,7 @@ import json
 
 from speechpress.cli.common import add_press_args, check_number, press_options
 from speechpress.errors import ConfigError, PressError
-from speechpress.profile import MAX_MINUTES
+from speechpress.cost_model import MAX_MINUTES
 
 GB = 1e9
 TFLOP = 1e12
@@ -121,7 +121,7 @@ def build_measured_model(config, directory, dtype: str, device: str | None):
 
 
 def run(args) -> int:
-    from speechpress.profile import estimate_cost
+    from speechpress.cost_model import estimate_cost
 
     config, directory = resolve_config(args.model_config)
     model = None
