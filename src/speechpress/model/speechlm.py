@@ -191,18 +191,26 @@ class SpeechLM(nn.Module):
         bar = tqdm(total=windows, desc="encoding", unit="window", leave=False, disable=None if progress and windows > batch_windows else True)
         for batch in iter_feature_windows(samples, cfg.num_mel_bins, cfg.window_seconds, cfg.sample_rate, batch_windows):
             bar.update(len(batch))
-            feats = torch.stack([w.features for w in batch]).to(self.device, self.encoder.conv1.weight.dtype)
-            valid = [w.valid_frames for w in batch]
-            for window, frames in zip(batch, self.encode_windows(feats, valid)):
+            for frames, frame_spans in self.encode_feature_windows(batch, [duration] * len(batch)):
                 if frames.shape[0] == 0:  # a last sliver of audio that "drop" pooling discards
                     continue
                 embeddings.append(frames)
-                spans.append(window_token_spans(window.start, window.valid_frames, frames.shape[0], cfg, duration))
+                spans.append(frame_spans)
         bar.close()
         if not embeddings:
             raise AudioError(f"{duration:.3f} s of audio gives this model no audio tokens; it is too short")
         emb = torch.cat(embeddings)
         return AudioTokens(emb[None], torch.tensor([emb.shape[0]]), torch.cat(spans)[None])
+
+    def encode_feature_windows(self, windows: list, durations: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(tokens [n, D], time spans [n, 2]) of each 30 s feature window, in one encoder batch; ``durations`` are
+        the lengths of the recordings the windows come from (a span never runs past its recording's end).
+        Inference (:meth:`encode`) and training (several clips' windows in one batch) both run this."""
+        encoder_dtype = self.encoder.conv1.weight.dtype if hasattr(self.encoder, "conv1") else None
+        feats = torch.stack([w.features for w in windows]).to(self.device, encoder_dtype)
+        frames = self.encode_windows(feats, [w.valid_frames for w in windows])
+        return [(f, window_token_spans(w.start, w.valid_frames, f.shape[0], self.config, d))
+                for w, d, f in zip(windows, durations, frames)]
 
     def encode_windows(self, features: torch.Tensor, valid_mel_frames: list[int]) -> list[torch.Tensor]:
         """Encoder tokens of each 30 s window ([mel, 3000] log-mel, with its count of valid mel frames), after

@@ -260,10 +260,3 @@ def clip_windows(samples: np.ndarray, config) -> list:
     for batch in iter_feature_windows(samples, config.num_mel_bins, config.window_seconds, config.sample_rate, batch_windows=64):
         windows.extend(batch)
     return windows
-
-
-def window_spans(window, n_tokens: int, config, duration: float) -> torch.Tensor:
-    """Time spans [n_tokens, 2] of one window's pooled tokens, exactly as ``SpeechLM.encode`` computes them."""
-    from speechpress.model.lengths import window_token_spans
-
-    return window_token_spans(window.start, window.valid_frames, n_tokens, config, duration)

@@ -1,7 +1,7 @@
 """Training clips -> encoder tokens with spans, through the frame cache while the encoder is frozen.
 
-Per-window encoding is ``SpeechLM.encode_windows`` (what inference runs); this module only batches a step's
-clips into windows and caches frozen-encoder frames.
+Encoding is ``SpeechLM.encode_feature_windows``, what inference's ``SpeechLM.encode`` runs; this module only puts
+a step's clips into one batch of windows and caches frozen-encoder frames.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from speechpress.errors import ConfigError
-from speechpress.train.data import AudioStore, FrameCache, TrainExample, clip_windows, window_spans
+from speechpress.train.data import AudioStore, FrameCache, TrainExample, clip_windows
 
 
 class AudioFrontend:
@@ -22,26 +22,21 @@ class AudioFrontend:
     def windows(self, examples: list[TrainExample]) -> dict:
         """Log-mel windows of every clip, stacked: what a trainable encoder needs inside ``forward``."""
         cfg = self.model.config
-        feats, valid, owner, meta = [], [], [], []
+        windows, durations, owner = [], [], []
         for i, ex in enumerate(examples):
             samples = self.store.clip(ex)
-            duration = len(samples) / cfg.sample_rate
             for w in clip_windows(samples, cfg):
-                feats.append(w.features)
-                valid.append(w.valid_frames)
+                windows.append(w)
+                durations.append(len(samples) / cfg.sample_rate)
                 owner.append(i)
-                meta.append((w, duration))
-        return {"features": torch.stack(feats), "valid": valid, "owner": owner, "meta": meta, "n": len(examples)}
+        return {"windows": windows, "durations": durations, "owner": owner, "n": len(examples)}
 
     def encode(self, win: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(pooled tokens [n, D], spans [n, 2]) per clip, differentiable when the encoder is."""
-        model = self.model
-        feats = win["features"].to(model.device, model.encoder.conv1.weight.dtype if hasattr(model.encoder, "conv1") else None)
-        frames = model.encode_windows(feats, win["valid"])
         rows: list[list] = [[] for _ in range(win["n"])]
-        for owner, f, (w, duration) in zip(win["owner"], frames, win["meta"]):
-            if f.shape[0]:
-                rows[owner].append((f, window_spans(w, f.shape[0], model.config, duration)))
+        for owner, (frames, spans) in zip(win["owner"], self.model.encode_feature_windows(win["windows"], win["durations"])):
+            if frames.shape[0]:
+                rows[owner].append((frames, spans))
         out = []
         for parts in rows:
             if not parts:

@@ -76,8 +76,9 @@ class CTCObjective(Objective):
         from speechpress.model.lengths import encoder_frames_for_mel_frames
 
         model = self.model
-        hidden = model.encoder(win["features"].to(model.device, model.encoder.conv1.weight.dtype)).last_hidden_state
-        return [h[: encoder_frames_for_mel_frames(v)] for h, v in zip(hidden, win["valid"])]
+        feats = torch.stack([w.features for w in win["windows"]])  # one window per clip (checked in prepare)
+        hidden = model.encoder(feats.to(model.device, model.encoder.conv1.weight.dtype)).last_hidden_state
+        return [h[: encoder_frames_for_mel_frames(w.valid_frames)] for h, w in zip(hidden, win["windows"])]
 
     def forward(self, batch: dict) -> torch.Tensor:
         rows = self.encoder_rows(batch["windows"])
