@@ -71,6 +71,23 @@ def test_compress_once_ask_many_equals_separate_prefills():
     assert a1.llm_audio_tokens == 100 and a1.query_in_compression is False
 
 
+def test_one_ask_resolves_its_press_chain_once(monkeypatch):
+    """``ask`` -> ``prefill`` hands the resolved chain on: one build per ask, the same answers as before."""
+    import speechpress.model.speechlm as speechlm
+
+    model = tiny_model()
+    x = speech(6.0)
+    expected = [model.answer(model.prefill(x, "avgpool:2"), q, max_new_tokens=4).token_ids for q in ("Who?", "Where?")]
+    calls = []
+    real = speechlm.build_chain
+    monkeypatch.setattr(speechlm, "build_chain", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    answers = model.ask(x, ["Who?", "Where?"], press="avgpool:2", max_new_tokens=4)
+    assert calls == ["avgpool:2"] and [a.token_ids for a in answers] == expected
+    other = SpeechLM.from_config(model.config, seed=1)  # a chain resolved for one model is resolved again for another
+    other.prefill(x, model.press_chain("avgpool:2"))
+    assert len(calls) == 3
+
+
 def test_encode_once_then_prefill_several_presses():
     """A caller may encode once and try several presses: the same contexts as encoding each time."""
     model = tiny_model()

@@ -77,6 +77,15 @@ class Answer:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+class ResolvedChain(list):
+    """A press chain already checked for one model and moved to its device (what ``SpeechLM.press_chain``
+    returns); handing it back to the same model resolves nothing again."""
+
+    def __init__(self, presses=(), model_id: int | None = None):
+        super().__init__(presses)
+        self.model_id = model_id
+
+
 class SpeechLM(nn.Module):
     def __init__(self, config: SpeechLMConfig, tokenizer, modules: tuple[nn.Module, nn.Module, nn.Module] | None = None):
         """``modules`` = (encoder, projector, llm) taken as they are (the transformers backends pass a
@@ -174,9 +183,12 @@ class SpeechLM(nn.Module):
         self, spec=None, ratio: float | None = None, tokens_per_second: float | None = None, options: dict | None = None
     ) -> list[Press]:
         """Resolve a press spec ("avgpool", "avgpool:2+sst:8", a Press, or a list) into a checked chain on this
-        model's device, using the trained presses stored with the model (see ``presses.chain.build_chain``)."""
+        model's device, using the trained presses stored with the model (see ``presses.chain.build_chain``).
+        A chain this method returned is passed through as it is, so ``ask`` -> ``prefill`` resolves once."""
+        if isinstance(spec, ResolvedChain) and spec.model_id == id(self) and ratio is None and tokens_per_second is None and not options:
+            return spec
         chain = build_chain(self.config, spec, ratio, tokens_per_second, options, trained=self.presses)
-        return [press.to(self.device) for press in chain]
+        return ResolvedChain((press.to(self.device) for press in chain), model_id=id(self))
 
     # ------------------------------------------------------------------------------------- audio
     def encode(self, audio, batch_windows: int = 8, progress: bool = False) -> AudioTokens:
