@@ -212,6 +212,75 @@ def test_speechprune_frame_budgets_and_remainder_by_hand():
     assert keep.tolist() == [0, 2, 3, 5]
 
 
+class DistinctScores(SpeechPrunePress):
+    def token_scores(self, embeddings, query):
+        return torch.tensor([0.90, 0.89, 0.88, 0.87, 0.00, 0.01, 0.02, 0.03, 0.86, 0.85, 0.84, 0.83])
+
+
+def test_speechprune_frame_budgets_follow_the_softmax_not_a_uniform_share():
+    # 3 frames of 4 tokens, frame sums 3.54 / 0.06 / 3.38 -> softmax shares .531 / .016 / .453 -> budget 4 floors to
+    # 2, 0, 1 (tokens 0, 1, 8) and the one left goes to the best token not kept (2): [0, 1, 2, 8]. Uniform shares
+    # (1 each) would keep token 7 of the silent frame: [0, 1, 7, 8].
+    emb, spans = make_row(3.0, dim=4, fps=4.0)
+    keep = DistinctScores(ratio=1).similarity_select(emb, spans, torch.ones(1, 4), 4)
+    assert keep.tolist() == [0, 1, 2, 8]
+
+
+def test_speechprune_phase1_budget_is_absolute_and_the_pruning_rate_relative_to_it(monkeypatch):
+    """The paper: phase 1 keeps B1 = 750 tokens (30 s at 25/s), PR 0.2 / 0.8 then keep 600 / 150 of them."""
+    budgets = []
+    real = SpeechPrunePress.similarity_select
+    monkeypatch.setattr(SpeechPrunePress, "similarity_select",
+                        lambda self, e, s, q, budget: budgets.append(budget) or real(self, e, s, q, budget))
+    emb, spans = make_row(90.0, seed=4)  # 2,250 tokens
+    context = PressContext(query_embeds=torch.randn(1, 3, D, generator=torch.Generator().manual_seed(5)), llm=tiny_llm())
+    for press, n_out, b1 in [
+        (SpeechPrunePress(pruning_rate=0.2), 600, 750),
+        (SpeechPrunePress(pruning_rate=0.8), 150, 750),
+        (SpeechPrunePress(ratio=4), 563, 750),  # the speechpress ratio: ceil(2250 / 4) out, still B1 = 750 first
+        (SpeechPrunePress(ratio=2), 1125, 1125),  # more out than B1: phase 1 keeps what phase 2 must output
+        (SpeechPrunePress(ratio=4, phase1_tokens=None, phase1_factor=2.0), 563, 1126),  # the relative variant
+        (SpeechPrunePress(pruning_rate=0.2, phase1_tokens=300), 240, 300),
+    ]:
+        out, _ = run(press, emb, spans, context)
+        assert (out.shape[0], budgets[-1]) == (n_out, b1), press
+        assert press.output_length(2250, 90.0) == n_out
+    short, _ = make_row(10.0)  # 250 tokens: B1 is capped by the input, PR 0.2 keeps 200
+    assert SpeechPrunePress(pruning_rate=0.2).output_length(250, 10.0) == 200
+    with pytest.raises(PressError, match="not both"):
+        SpeechPrunePress(ratio=4, pruning_rate=0.2)
+    with pytest.raises(PressError, match="pruning_rate"):
+        SpeechPrunePress(pruning_rate=1.0)
+    with pytest.raises(PressError, match="phase1_tokens"):
+        SpeechPrunePress(pruning_rate=0.2, phase1_tokens=None)
+
+
+def test_speechprune_each_phase_changes_the_choice():
+    """Phase 1 alone, phase 2 alone and both keep three different sets (one flag ignored would make two equal)."""
+    emb, spans = make_row(40.0, seed=6)  # 1,000 tokens -> 125 kept, B1 = 750
+    context = PressContext(query_embeds=torch.randn(1, 3, D, generator=torch.Generator().manual_seed(7)), llm=tiny_llm())
+    kept = {}
+    for label, kwargs in [("p1", dict(phase2=False)), ("p2", dict(phase1=False)), ("both", {})]:
+        _, out_spans = run(SpeechPrunePress(ratio=8, **kwargs), emb, spans, context)
+        kept[label] = kept_positions(out_spans)
+        assert len(kept[label]) == 125
+    assert kept["p1"] != kept["p2"] and kept["both"] != kept["p1"] and kept["both"] != kept["p2"]
+
+
+def test_truncate_keeps_the_first_30_seconds_or_a_head_at_a_ratio():
+    emb, spans = make_row(90.0, seed=2)  # 2,250 tokens
+    out, out_spans = run(build_press("truncate"), emb, spans)
+    assert out.shape[0] == 750 and torch.equal(out, emb[:750]) and float(out_spans[-1, 1]) <= 30.0 + 1e-9
+    out, _ = run(build_press("truncate", seconds=10), emb, spans)
+    assert out.shape[0] == 250
+    out, _ = run(build_press("truncate", ratio=9), emb, spans)
+    assert torch.equal(out, emb[:250])
+    short, short_spans = make_row(20.0)  # shorter than 30 s: nothing to cut
+    assert run(build_press("truncate"), short, short_spans)[0].shape[0] == 500
+    with pytest.raises(PressError, match="seconds"):
+        build_press("truncate", seconds=0)
+
+
 def test_speechprune_gqa_scores_match_a_per_head_reference():
     llm = tiny_llm()
     attn, heads, kv_heads, head_dim = first_layer_attention(llm)

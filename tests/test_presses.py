@@ -130,6 +130,18 @@ def test_ragged_batch_equals_rows_alone(name):
 
 
 @pytest.mark.parametrize("name", MATRIX)
+def test_an_empty_row_stays_empty_beside_a_full_one(name):
+    """Every press handles a row with no tokens the same way: it stays empty, and its neighbour is unaffected."""
+    emb, spans = make_row(6.0, seed=8)
+    empty = (emb[:0], spans[:0])
+    press = make_press(name).eval()
+    out = press(AudioTokens.from_rows([empty, (emb, spans)]), context_for(2))
+    alone = press(AudioTokens.from_rows([(emb, spans)]), PressContext(query_embeds=context_for(2).query_embeds[1:], llm=tiny_llm()))
+    assert out.lengths.tolist() == [0, int(alone.lengths[0])]
+    torch.testing.assert_close(out.embeddings[1, : int(alone.lengths[0])], alone.embeddings[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MATRIX)
 def test_deterministic_at_fixed_seed(name):
     emb, spans = make_row(30.0, seed=5)
     tokens = AudioTokens.from_rows([(emb, spans)])

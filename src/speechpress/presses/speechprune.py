@@ -16,11 +16,13 @@ mask; with grouped-query attention each KV head is repeated for the query heads 
 mean of a row-softmax is constant). The top-``n_out`` tokens survive, in temporal order. Attention rows are
 computed in chunks, so memory stays bounded for hour-long inputs.
 
-Budgets: the final count is ``output_length`` (the ratio is relative to this press's input). Phase 1 keeps
-``B1 = min(n, ceil(phase1_factor * n_out))`` (default factor 2; the paper fixes B1 = 750 tokens, i.e. 30 s at
-25/s, and defines its pruning rate PR relative to B1, so PR = 1 - n_out / B1 = 0.5 by default). Phases can be
-switched off for the paper's ablations (``phase1=False`` or ``phase2=False``); the one left selects
-``n_out`` directly.
+Budgets, as the paper sets them: phase 1 keeps an absolute budget ``B1 = phase1_tokens`` (750 by default: the
+30 s that Qwen2-Audio reads, 25 tokens/s), and the pruning rate PR is relative to B1 (the paper's PR 0.2 ... 0.8
+keep 600 ... 150 tokens). Give either ``pruning_rate`` (the paper's knob: output ``round((1 - PR) B1)``) or a
+ratio / tokens-per-second target (the speechpress language: output ``ceil(n / k)``, phase 1 then keeps
+``max(B1, output)``); ``ratio.py`` converts between them. ``phase1_tokens=None`` switches to a relative budget,
+``B1 = ceil(phase1_factor * output)``. B1 never exceeds the input. Phases can be switched off for the paper's
+ablations (``phase1=False`` or ``phase2=False``); the one left selects the output directly.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from speechpress.presses.base import PressContext, ScorerPress, top_in_order
 from speechpress.presses.registry import register_press
 
 ATTENTION_CHUNK_ELEMENTS = 1 << 24  # attention scores held at once in phase 2
+PAPER_PHASE1_TOKENS = 750  # B1: the 30 s Qwen2-Audio reads at 25 tokens/s, the paper's phase-1 output
 
 
 def first_layer_attention(llm: nn.Module | None) -> tuple[nn.Module, int, int, int]:
@@ -71,6 +74,8 @@ class SpeechPrunePress(ScorerPress):
         ratio: float | None = None,
         tokens_per_second: float | None = None,
         *,
+        phase1_tokens: int | None = PAPER_PHASE1_TOKENS,
+        pruning_rate: float | None = None,
         phase1_factor: float = 2.0,
         frame_seconds: float = 1.0,
         phase1: bool = True,
@@ -79,12 +84,38 @@ class SpeechPrunePress(ScorerPress):
         super().__init__(ratio, tokens_per_second)
         if not (phase1 or phase2):
             raise PressError("speechprune needs at least one of phase1 and phase2")
+        if phase1_tokens is not None and (isinstance(phase1_tokens, bool) or not isinstance(phase1_tokens, int) or phase1_tokens < 1):
+            raise PressError(f"phase1_tokens (the phase-1 budget B1) must be a whole number >= 1 or None, got {phase1_tokens!r}")
+        if pruning_rate is not None:
+            if isinstance(pruning_rate, bool) or not isinstance(pruning_rate, (int, float)) or not 0 <= pruning_rate < 1:
+                raise PressError(f"pruning_rate must be in [0, 1) (the share of B1 that phase 2 removes), got {pruning_rate!r}")
+            if ratio is not None or tokens_per_second is not None:
+                raise PressError("give speechprune either a pruning_rate or a ratio / tokens-per-second target, not both")
+            if phase1_tokens is None:
+                raise PressError("pruning_rate is relative to the absolute phase-1 budget: set phase1_tokens")
         if not phase1_factor >= 1:
             raise PressError(f"phase1_factor must be >= 1 (phase 1 keeps at least the final budget), got {phase1_factor}")
         if not frame_seconds > 0:
             raise PressError(f"frame_seconds must be > 0, got {frame_seconds}")
+        self.phase1_tokens = phase1_tokens
+        self.pruning_rate = None if pruning_rate is None else float(pruning_rate)
         self.phase1_factor, self.frame_seconds = float(phase1_factor), float(frame_seconds)
         self.phase1, self.phase2 = phase1, phase2
+
+    def output_length(self, n_in: int, duration_s: float | None = None) -> int:
+        if self.pruning_rate is None:
+            return super().output_length(n_in, duration_s)
+        if n_in <= 0:
+            return 0
+        return max(1, min(n_in, round((1 - self.pruning_rate) * min(n_in, self.phase1_tokens))))
+
+    def phase1_budget(self, n_in: int, n_out: int) -> int:
+        """B1: what phase 1 keeps of ``n_in`` tokens when the final output is ``n_out``."""
+        if not self.phase2:
+            return n_out
+        if self.phase1_tokens is not None:
+            return min(n_in, max(n_out, self.phase1_tokens))
+        return min(n_in, math.ceil(self.phase1_factor * n_out - 1e-9))
 
     def select(self, embeddings, spans, context: PressContext, index: int, n_out: int) -> torch.Tensor:
         """Phase 1 keeps a frame-budgeted share by similarity to the question, phase 2 ranks what is left by
@@ -102,8 +133,7 @@ class SpeechPrunePress(ScorerPress):
                     f"speechprune compares LLM-space audio tokens (width {embeddings.shape[-1]}) with the question's "
                     f"token embeddings (width {query.shape[-1]}): put it after the projector"
                 )
-            budget = min(n, math.ceil(self.phase1_factor * n_out - 1e-9)) if self.phase2 else n_out
-            keep = self.similarity_select(embeddings, spans, query, budget)
+            keep = self.similarity_select(embeddings, spans, query, self.phase1_budget(n, n_out))
         if self.phase2 and keep.numel() > n_out:
             scores = self.attention_received(embeddings[keep], *layer)
             keep = keep[top_in_order(scores, n_out)]
@@ -166,6 +196,7 @@ class SpeechPrunePress(ScorerPress):
 
     def extra_repr(self) -> str:
         return (
-            f"{super().extra_repr()}, phase1_factor={self.phase1_factor}, frame_seconds={self.frame_seconds}, "
+            f"{super().extra_repr()}, phase1_tokens={self.phase1_tokens}, pruning_rate={self.pruning_rate}, "
+            f"phase1_factor={self.phase1_factor}, frame_seconds={self.frame_seconds}, "
             f"phase1={self.phase1}, phase2={self.phase2}"
         )
