@@ -131,6 +131,46 @@ def test_hfq_windows_are_independent():
     torch.testing.assert_close(out, torch.cat(pieces), rtol=0, atol=1e-5)
 
 
+def test_hfq_windows_are_counted_from_the_row_start():
+    """A row cut out of a recording at 20 s gets two full windows, not 10 s + 30 s + 20 s."""
+    emb, spans = make_row(60.0, seed=3, offset=20.0)
+    press = make_press("hfq", ratio=None).eval()
+    out, out_spans = run(press, emb, spans)
+    assert torch.unique_consecutive(out_spans[:, 0], return_counts=True)[1].tolist() == [50, 50]
+    torch.testing.assert_close(out, run(press, emb, spans - 20.0)[0], rtol=0, atol=1e-6)
+
+
+def test_hfq_pad_last_window_is_fastslm_exact():
+    """FastSLM pads every window to 30 s and emits 50 tokens from each, the last included."""
+    press = make_press("hfq", ratio=None, pad_last_window=True).eval()
+    emb, spans = make_row(95.0, seed=1)
+    out, out_spans = run(press, emb, spans)
+    assert out.shape[0] == press.output_length(emb.shape[0], 95.0) == 200
+    assert torch.unique_consecutive(out_spans[:, 0], return_counts=True)[1].tolist() == [50, 50, 50, 50]
+    padded = torch.cat([emb[2250:], emb.new_zeros(750 - 125, D)])[None]  # the 5 s tail, zero-padded to 30 s
+    torch.testing.assert_close(out[150:], press.press_windows(padded, 50)[0], rtol=0, atol=1e-6)
+    one, one_spans = make_row(1.0)
+    assert run(press, one, one_spans)[0].shape[0] == 50  # a 1 s clip costs a whole window
+
+
+def test_hfq_every_scale_and_the_key_positions_matter():
+    press = make_press("hfq", ratio=None).eval()
+    x = torch.randn(1, 750, D, generator=torch.Generator().manual_seed(4))
+    base = press.press_windows(x, 50)
+    for compressor in press.stage_compressors:  # one compressor per scale (X1, X2, X3): each one is read
+        saved = compressor.out_proj.weight.detach().clone()
+        with torch.no_grad():
+            compressor.out_proj.weight.mul_(2.0)
+        changed = press.press_windows(x, 50)
+        with torch.no_grad():
+            compressor.out_proj.weight.copy_(saved)
+        assert not torch.allclose(changed, base, atol=1e-4)
+    # Keys carry sinusoidal positions: the same frames in another order give another summary.
+    first = press.stage_compressors[0]
+    shuffled = x[:, torch.randperm(750, generator=torch.Generator().manual_seed(5))]
+    assert not torch.allclose(first(x), first(shuffled), atol=1e-4)
+
+
 def test_hfq_parameter_count_matches_fastslm():
     with torch.device("meta"):
         press = build_press("hfq", dim=1280)

@@ -16,10 +16,13 @@ keeps the width D; the model's projector maps to the LLM afterwards (FastSLM's `
 
 Choices that differ from FastSLM, and why:
 
-* Windows come from the spans: token i belongs to window ``floor(span_start / window_seconds)``, so any input
-  rate works (frames reach presses at 25/s by default: 750 per full window, not Whisper's 1500).
-* The last window is **not** zero-padded to 30 s. FastSLM pads it and always emits N tokens (a 1 s clip costs
-  as much as 30 s); here each window is pressed to its share of the target: windows are walked in order, the
+* Windows come from the spans, counted from the row's start: token i belongs to window
+  ``floor((span_start - row_start) / window_seconds)``, so any input rate works (frames reach presses at 25/s by
+  default: 750 per full window, not Whisper's 1500) and a row cut out of a longer recording gets full windows.
+* By default the last window is **not** zero-padded to 30 s. FastSLM pads it and always emits N tokens (a 1 s
+  clip costs as much as 30 s); ``pad_last_window=True`` does exactly that (FastSLM's own behaviour: every window,
+  the last included, is zero-padded to a full window of ``window_seconds * frames_per_second`` frames and yields
+  ``num_queries`` tokens). Otherwise each window is pressed to its share of the target: windows are walked in order, the
   running target ``ceil(cumulative ideal)`` (ideal = window seconds x tokens/s, or window frames / k) gives each
   window's count, so full windows get N (or N and N+1 alternating when N is fractional), a shorter last window
   proportionally fewer, and the row total is exactly ``output_length``. Keys get PE over the frames present.
@@ -170,6 +173,7 @@ class HFQFormerPress(Press):
         num_queries: int | None = None,
         window_seconds: float = WINDOW_SECONDS,
         frames_per_second: float = 25.0,
+        pad_last_window: bool = False,
     ):
         if ratio is None and tokens_per_second is None:
             tokens_per_second = DEFAULT_TOKENS_PER_SECOND
@@ -180,16 +184,23 @@ class HFQFormerPress(Press):
             raise PressError(f"hfq needs stage_queries >= 1, depth >= 0, window_seconds > 0; got {stage_queries}, {depth}, {window_seconds}")
         self.dim, self.stage_queries, self.depth, self.window_seconds = dim, stage_queries, depth, window_seconds
         self.num_heads = resolve_heads(dim, num_heads)
+        self.pad_last_window = False  # set below: num_queries is a full window's share of the target
         if num_queries is None:
             full = max(1, round(window_seconds * frames_per_second))
             num_queries = self.output_length(full, window_seconds)
         self.num_queries = int(num_queries)
+        self.pad_last_window = bool(pad_last_window)
+        self.window_frames = max(1, round(window_seconds * frames_per_second))
         self.downsamplers = nn.ModuleList([Downsampler(dim) for _ in range(2)])
         self.stage_compressors = nn.ModuleList([Compressor(dim, self.num_heads, stage_queries) for _ in range(3)])
         self.compressor = Compressor(dim, self.num_heads, self.num_queries)
         self.blocks = nn.ModuleList([AttentionBlock(dim, self.num_heads) for _ in range(depth)])
 
     def output_length(self, n_in: int, duration_s: float | None = None) -> int:
+        if self.pad_last_window and n_in > 0:  # FastSLM: num_queries per window, whatever the window holds
+            if duration_s is None:
+                raise PressError("hfq with pad_last_window counts windows: it needs the audio duration")
+            return max(1, math.ceil(duration_s / self.window_seconds - 1e-9)) * self.num_queries
         if self.ratio is None and self.tokens_per_second is None:  # e.g. a copy whose target was cleared
             return target_length(n_in, None, DEFAULT_TOKENS_PER_SECOND, duration_s)
         return super().output_length(n_in, duration_s)
@@ -227,11 +238,13 @@ class HFQFormerPress(Press):
         return q
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
-        n_out = self.target(spans)
-        window_of = torch.floor((spans[:, 0] + 1e-6) / self.window_seconds).long()
+        window_of = torch.floor((spans[:, 0] - spans[0, 0] + 1e-6) / self.window_seconds).long()
         _, sizes = torch.unique_consecutive(window_of, return_counts=True)
         ends = torch.cumsum(sizes, 0)
         starts = ends - sizes
+        if self.pad_last_window:
+            return self.press_padded(embeddings, spans, starts, ends)
+        n_out = self.target(spans)
         seconds = spans[ends - 1, 1] - spans[starts, 0]
         counts = self.window_counts(sizes, seconds, n_out)
         outputs: list[torch.Tensor | None] = [None] * len(sizes)
@@ -248,8 +261,17 @@ class HFQFormerPress(Press):
         window_spans = torch.stack([spans[starts, 0], spans[ends - 1, 1]], dim=-1)
         return out, torch.repeat_interleave(window_spans, counts, dim=0)
 
+    def press_padded(self, embeddings, spans, starts, ends):
+        """FastSLM's windows: each zero-padded to ``window_frames`` frames, ``num_queries`` tokens from each."""
+        x = embeddings.new_zeros(len(starts), max(self.window_frames, int((ends - starts).max())), embeddings.shape[-1])
+        for w, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+            x[w, : b - a] = embeddings[a:b]
+        out = self.press_windows(x, self.num_queries).reshape(-1, embeddings.shape[-1])
+        window_spans = torch.stack([spans[starts, 0], spans[ends - 1, 1]], dim=-1)
+        return out, torch.repeat_interleave(window_spans, self.num_queries, dim=0)
+
     def extra_repr(self) -> str:
         return (
             f"{super().extra_repr()}, dim={self.dim}, heads={self.num_heads}, stage_queries={self.stage_queries}, "
-            f"num_queries={self.num_queries}, depth={self.depth}"
+            f"num_queries={self.num_queries}, depth={self.depth}, pad_last_window={self.pad_last_window}"
         )
