@@ -59,3 +59,32 @@ def test_sst_answer_logits_equal_training_path():
     idx = torch.nonzero(batch["suffix_mask"][0]).flatten()
     trained = full[idx][len(suffix) - 1 : len(suffix) - 1 + len(answer)]
     assert torch.allclose(streamed, trained, atol=1e-4)
+
+
+def test_sst_takes_a_tokens_per_second_target_from_the_recording_duration():
+    """``sst@2.5`` needs the duration: 20 s at 25 tokens/s and 2.5 kept per second is alpha 10."""
+    model = tiny_model()
+    context = model.prefill(speech(20.0), "sst", tokens_per_second=2.5)
+    assert context.cached_audio_tokens == sum(math.ceil(n / 10) for n in (256, 244))
+
+
+def test_audio_past_the_llm_positions_is_refused_before_any_forward_with_the_minutes_that_fit(monkeypatch):
+    import pytest
+
+    from speechpress.errors import ConfigError
+
+    model = tiny_model()
+    x = speech(20.0)  # 500 tokens; with sst:8 they take 500 + 63 positions (time-preserving), identity 500
+    prefix = model.prefill(x, "avgpool:4").prefix_tokens
+    monkeypatch.setattr(model.llm.config, "max_position_embeddings", prefix + 450)
+
+    def refuse(*a, **kw):
+        raise AssertionError("the LLM ran")
+
+    monkeypatch.setattr(model.llm.model, "forward", refuse)
+    with pytest.raises(ConfigError) as err:
+        model.prefill(x, "sst", ratio=8)
+    message = str(err.value)
+    assert "563 positions" in message and "max_position_embeddings" in message and "min fit" in message
+    with pytest.raises(ConfigError, match="500 positions"):
+        model.prefill(x)

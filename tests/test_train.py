@@ -193,6 +193,33 @@ def test_each_recipe_runs_one_step(name, corpus, frame_cache, tmp_path):
         assert trained.config.presses["sst"]["ratio"] == 2
 
 
+def test_the_curriculum_runs_low_to_high_stage_by_stage(corpus, tmp_path):
+    ok = base(corpus, tmp_path / "out", tmp_path / "cache", recipe="sst", press={"name": "sst"})
+    ok["train"].pop("steps")
+    stages = [{"alpha": 2, "steps": 3}, {"alpha": 4, "steps": 2}, {"alpha": [4, 8], "steps": 2}, {"alpha": 8, "steps": 1}]
+    cfg = load_config(data={**ok, "curriculum": stages})
+    assert cfg.train.steps == 8
+    assert [cfg.alpha_at(step) for step in range(9)] == [2, 2, 2, 4, 4, [4, 8], [4, 8], 8, 8]
+    with pytest.raises(ConfigError, match="low to high"):
+        load_config(data={**ok, "curriculum": [{"alpha": 4, "steps": 1}, {"alpha": 2, "steps": 1}]})
+    with pytest.raises(ConfigError, match="low to high"):
+        load_config(data={**ok, "curriculum": [{"alpha": [2, 8], "steps": 1}, {"alpha": 4, "steps": 1}]})
+
+
+def test_a_stage_with_a_set_of_alphas_draws_one_per_interval_reproducibly():
+    """The paper's alpha_i: each interval's ratio drawn from the stage's set, the same draw on a resumed run."""
+    from speechpress.presses.summary_tokens import SummaryTokenPress
+    from speechpress.train.objectives import interval_alphas
+
+    press = SummaryTokenPress(ratio=2, dim=8, interval_tokens=16)
+    schedule = interval_alphas([2, 4, 8], seed=0, step=5)
+    alphas = press.layout(16 * 40, schedule).alphas
+    assert set(alphas) == {2, 4, 8} and alphas == press.layout(16 * 40, interval_alphas([2, 4, 8], 0, 5)).alphas
+    assert alphas != press.layout(16 * 40, interval_alphas([2, 4, 8], 0, 6)).alphas  # another step, another draw
+    assert press.sst_count(16 * 40, schedule) == sum(16 // a for a in alphas)
+    assert interval_alphas(4, 0, 5) == 4
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 

@@ -312,7 +312,9 @@ class SpeechLM(nn.Module):
         n = int(tokens.lengths[0])
         prefix_ids, _ = self.prompt_ids(None)
         stage = chain[-1] if chain else new_press(self.config, "identity")
-        state = stage.prefill(self.llm, self.embed_ids(prefix_ids), tokens.embeddings[:, :n].to(self.dtype))
+        self.check_audio_positions(len(prefix_ids), stage.prefill_positions(n, audio.duration), audio.duration)
+        state = stage.prefill(self.llm, self.embed_ids(prefix_ids), tokens.embeddings[:, :n].to(self.dtype),
+                              duration_s=audio.duration, audio_spans=tokens.spans[0, :n])
         return AudioContext(
             cache=state.cache,
             next_position=state.next_position,
@@ -325,6 +327,21 @@ class SpeechLM(nn.Module):
             press="+".join(f"{p.name}" + ("" if p.name == "identity" else f":{_target(p)}") for p in chain),
             query_in_compression=query_aware,
             prefill_seconds=time.perf_counter() - start,
+        )
+
+    def check_audio_positions(self, prefix_tokens: int, audio_positions: int, duration_s: float) -> None:
+        """Refuse audio whose positions run past the LLM's before any LLM forward, saying how much audio fits
+        at this compression (RoPE past ``max_position_embeddings`` is untrained; SST's positions grow with the
+        uncompressed length)."""
+        limit = getattr(self.llm.config, "max_position_embeddings", None)
+        if not limit or prefix_tokens + audio_positions <= limit:
+            return
+        per_second = audio_positions / max(duration_s, 1e-9)
+        fits = max(0.0, (limit - prefix_tokens - 64) / per_second / 60)  # 64 positions left for a short question
+        raise ConfigError(
+            f"{duration_s / 60:.1f} min of audio takes {audio_positions} positions in this LLM at this compression "
+            f"(with the {prefix_tokens}-token prefix), but it takes at most {limit} (max_position_embeddings): "
+            f"about {fits:.1f} min fit; compress more or cut the recording"
         )
 
     def check_positions(self, context: AudioContext, question_tokens: int, new_tokens: int) -> None:

@@ -131,10 +131,19 @@ class Press(nn.Module):
         kvpress way); SST streams interval by interval."""
         return [(n_in, self.output_length(n_in, duration_s))]
 
-    def prefill(self, llm: nn.Module, prefix_embeds: torch.Tensor, audio_embeds: torch.Tensor) -> KVState:
+    def prefill(self, llm: nn.Module, prefix_embeds: torch.Tensor, audio_embeds: torch.Tensor, *,
+                duration_s: float | None = None, audio_spans: torch.Tensor | None = None) -> KVState:
         """Where the chain meets the LLM: run [prefix + audio] into a KV cache. Token presses have already acted,
-        so the default is one full prefill; a KV press overrides this to compress the cache as it goes."""
+        so the default is one full prefill; a KV press overrides this to compress the cache as it goes, reading
+        the recording's ``duration_s`` (a tokens-per-second target) and the tokens' ``audio_spans`` if it needs."""
         return full_prefill(llm, prefix_embeds, audio_embeds)
+
+    def prefill_positions(self, n_audio: int, duration_s: float | None = None) -> int:
+        """RoPE positions the audio takes in the LLM: every token run through it (a KV press that evicts keeps
+        time-preserving positions, so its schedule's tokens count, evicted or not)."""
+        if self.space != "kv":
+            return n_audio
+        return sum(run for run, _ in self.kv_schedule(n_audio, duration_s))
 
     def forward(self, tokens: AudioTokens, context: PressContext | None = None) -> AudioTokens:
         context = context or PressContext()

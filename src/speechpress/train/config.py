@@ -72,8 +72,15 @@ class LoraSection:
 
 @dataclass
 class CurriculumStage:
-    alpha: int
+    """One stage of the SST curriculum: ``alpha`` for every interval, or a list to draw each interval's alpha
+    from (the paper's per-interval alpha_i; Activation Beacon samples a ratio per window the same way)."""
+
+    alpha: int | list[int]
     steps: int
+
+    @property
+    def alphas(self) -> list[int]:
+        return list(self.alpha) if isinstance(self.alpha, list) else [self.alpha]
 
 
 @dataclass
@@ -116,8 +123,9 @@ class TrainConfig:
         data.pop("source")
         return data
 
-    def alpha_at(self, step: int) -> int | None:
-        """The SST alpha of the curriculum stage holding optimizer step ``step`` (0-based)."""
+    def alpha_at(self, step: int) -> int | list[int] | None:
+        """The SST alpha (or the set each interval's alpha is drawn from) of the curriculum stage holding
+        optimizer step ``step`` (0-based)."""
         end = 0
         for stage in self.curriculum:
             end += stage.steps
@@ -338,8 +346,13 @@ def validate(cfg: TrainConfig) -> None:
     elif cfg.curriculum:
         raise ConfigError(f"curriculum is for the sst recipe, not {cfg.recipe}")
     for i, stage in enumerate(cfg.curriculum):
-        if stage.alpha < 1 or stage.steps < 1:
-            raise ConfigError(f"curriculum[{i}]: alpha and steps must be >= 1")
+        if not stage.alphas or min(stage.alphas) < 1 or stage.steps < 1:
+            raise ConfigError(f"curriculum[{i}]: alpha (or each alpha of its list) and steps must be >= 1")
+        if i and (min(stage.alphas) < min(cfg.curriculum[i - 1].alphas) or max(stage.alphas) < max(cfg.curriculum[i - 1].alphas)):
+            raise ConfigError(
+                f"curriculum[{i}]: alpha {stage.alpha} is below the previous stage's {cfg.curriculum[i - 1].alpha}; "
+                "the curriculum runs from low to high compression (Speech-XL)"
+            )
     if cfg.curriculum:
         t.steps = sum(s.steps for s in cfg.curriculum)
     if cfg.recipe == "press" and not cfg.press.name:

@@ -16,6 +16,7 @@ accumulation and multi-process runs equal to one big batch.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -134,13 +135,13 @@ class AnswerObjective(Objective):
 class SSTObjective(AnswerObjective):
     """Phase 3: the answer loss through the SST training path; alpha follows the curriculum per step."""
 
-    def __init__(self, model, frontend, chain, alpha_at, train_encoder: bool = False):
+    def __init__(self, model, frontend, chain, alpha_at, train_encoder: bool = False, seed: int = 0):
         super().__init__(model, frontend, chain, train_encoder)
-        self.alpha_at = alpha_at
+        self.alpha_at, self.seed = alpha_at, seed
 
     def prepare(self, examples: list[TrainExample], step: int) -> dict:
         batch = super().prepare(examples, step)
-        batch["alpha"] = self.alpha_at(step)
+        batch["alpha"] = interval_alphas(self.alpha_at(step), self.seed, step)
         return batch
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -164,6 +165,15 @@ class SSTObjective(AnswerObjective):
             model.llm, None, predict, torch.tensor(targets, device=dev),
             inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"], position_ids=inputs["position_ids"],
         )
+
+
+def interval_alphas(alpha, seed: int, step: int):
+    """A curriculum stage's alpha as the SST press takes it: an int as is; a list as ``interval -> alpha`` drawn
+    uniformly from it, seeded by (seed, step, interval) so a resumed run draws the same ratios."""
+    if not isinstance(alpha, list):
+        return alpha
+    choices = list(alpha)
+    return lambda k: choices[int(np.random.default_rng([seed, step, k]).integers(len(choices)))]
 
 
 def lm_loss(llm, rows, predict, targets, **inputs) -> torch.Tensor:
