@@ -60,6 +60,37 @@ def test_segment_finds_known_change_points():
     torch.testing.assert_close(out, expected)
 
 
+def test_segment_variable_rate_keeps_every_peak_and_only_peaks():
+    """The paper's mode: no ratio, one token per stretch between change points, however many there are."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = [7, 12, 5, 20, 6]
+    centres = torch.randn(len(lengths), 16, generator=gen)
+    emb = torch.cat([c.repeat(n, 1) for c, n in zip(centres, lengths)])  # flat inside a segment: no peak there
+    _, spans = make_row(50 / FPS, dim=16)
+    press = build_press("segment", variable_rate=True)
+    out, out_spans = run(press, emb, spans)
+    bounds = torch.tensor([0, 7, 19, 24, 44, 50])
+    assert out.shape[0] == 5 and press.variable_length and out.shape[0] <= press.output_length(50)
+    torch.testing.assert_close(out, centres)
+    doubled = torch.cat([emb, emb + 0.3 * torch.randn(1, 16, generator=gen)])  # twice the segments
+    assert run(press, doubled, make_row(100 / FPS, dim=16)[1])[0].shape[0] == 10
+    with pytest.raises(PressError, match="no ratio"):
+        build_press("segment", ratio=4, variable_rate=True)
+
+
+def test_segment_distance_is_the_cosine_so_loudness_alone_is_no_boundary():
+    """A frame that only grows louder (same direction, 4x the norm) is no change point; a Euclidean distance would
+    put one there."""
+    gen = torch.Generator().manual_seed(1)
+    u, v = torch.randn(2, 16, generator=gen)
+    emb = torch.stack([u, u, 4 * u, 4 * u, v, v])
+    from speechpress.presses.segment import dissimilarity, peaks
+
+    assert peaks(dissimilarity(emb)).tolist() == [3]
+    scales = torch.rand(6, 1, generator=gen) + 0.5
+    torch.testing.assert_close(dissimilarity(emb * scales), dissimilarity(emb))
+
+
 # ------------------------------------------------------------------------------------------ random / crop
 def test_random_drop_keeps_rows_in_order_and_follows_the_seed():
     emb, spans = make_row(10.0, seed=2)
