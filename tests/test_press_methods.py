@@ -139,6 +139,33 @@ def test_qformer_short_last_window_masks_unused_queries():
 
 
 # ------------------------------------------------------------------------------------------------- hfq
+def test_qformer_queries_pass_a_layer_norm():
+    """SALMONN's queries go through BERT's embedding LayerNorm: scaling the learned queries changes nothing; without
+    the norm it does."""
+    emb, spans = make_row(4.0, seed=3)
+    for query_norm in (True, False):
+        press = make_press("qformer", ratio=5, query_norm=query_norm).eval()
+        before, _ = run(press, emb, spans)
+        with torch.no_grad():
+            press.queries.mul_(3.0)
+        after, _ = run(press, emb, spans)
+        assert torch.allclose(before, after, atol=1e-5) is query_norm
+
+
+def test_qformer_overlap_reads_the_neighbours_frames_and_keeps_the_count():
+    emb, spans = make_row(4.0, seed=3)  # 100 frames, ratio 5: 20 windows of 5 frames, one token each
+    changed = emb.clone()
+    changed[10] = torch.randn(D, generator=torch.Generator().manual_seed(9))  # the first frame of window 2
+    for overlap, touched in [(0, {2}), (2, {1, 2})]:  # window 1 reads frames 3-11, window 3 starts at 13
+        press = make_press("qformer", ratio=5, overlap=overlap).eval()
+        out, out_spans = run(press, emb, spans)
+        other, _ = run(press, changed, spans)
+        assert out.shape[0] == 20 and press.output_length(100, 4.0) == 20
+        moved = {i for i in range(20) if not torch.allclose(out[i], other[i], atol=1e-6)}
+        assert moved == touched, (overlap, moved)
+    assert float(out_spans[1, 0]) == float(spans[3, 0]) and float(out_spans[1, 1]) == float(spans[11, 1])
+
+
 def test_hfq_default_rate_and_window_counts():
     press = make_press("hfq", ratio=None)
     assert press.num_queries == 50

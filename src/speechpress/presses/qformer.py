@@ -3,8 +3,14 @@
 SALMONN cuts the 50 Hz encoder output into 17-frame (0.33 s) windows and lets one learned query per window
 cross-attend into it through a 2-layer BERT Q-Former. Here each layer is an ``nn.TransformerDecoderLayer``
 (self-attention over the window's queries, cross-attention into the window's frames, FFN; post-LN like BERT),
-the frames pass a LayerNorm first (SALMONN's ``ln_speech``), and, as in SALMONN, the frames carry no position
-embedding: a window is a small unordered set. Dropout defaults to 0 so training and inference agree.
+the frames pass a LayerNorm first (SALMONN's ``ln_speech``), the learned queries pass one too (BERT's embedding
+LayerNorm, which SALMONN's Q-Former applies to its query tokens; ``query_norm=False`` leaves them raw), and, as in
+SALMONN, the frames carry no position embedding: a window is a small unordered set. Dropout defaults to 0 so
+training and inference agree.
+
+``overlap`` frames on each side let windows overlap (stride < window, which SALMONN's windowing allows): the
+stride, and so the output count, stays the ratio's; each window reads ``overlap`` more frames either side, and
+its tokens' spans cover what it read.
 
 Window layout (the output count is exactly ``output_length`` for any target): the row splits into
 ``ceil(n_out / q)`` windows. With a ratio k whose ``w = k*q`` is a whole number they are SALMONN's fixed
@@ -45,13 +51,19 @@ class WindowQFormerPress(Press):
         depth: int = 2,
         ffn_mult: int = 4,
         dropout: float = 0.0,
+        query_norm: bool = True,
+        overlap: int = 0,
     ):
         super().__init__(ratio, tokens_per_second)
         if num_queries < 1 or depth < 1 or ffn_mult < 1:
             raise PressError(f"qformer needs num_queries, depth and ffn_mult >= 1, got {num_queries}, {depth}, {ffn_mult}")
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+            raise PressError(f"qformer overlap must be a whole number of frames >= 0, got {overlap!r}")
         self.dim, self.num_queries, self.depth = dim, num_queries, depth
+        self.query_norm, self.overlap = bool(query_norm), overlap
         self.num_heads = resolve_heads(dim, num_heads)
         self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
+        self.ln_queries = nn.LayerNorm(dim) if self.query_norm else nn.Identity()
         self.ln_frames = nn.LayerNorm(dim)
         layer = nn.TransformerDecoderLayer(
             dim, self.num_heads, dim_feedforward=ffn_mult * dim, dropout=dropout, batch_first=True, norm_first=False
@@ -75,6 +87,7 @@ class WindowQFormerPress(Press):
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
         n, n_out = embeddings.shape[0], self.target(spans)
         starts, ends, per_window = self.windows(n, n_out)
+        starts, ends = torch.clamp(starts - self.overlap, min=0), torch.clamp(ends + self.overlap, max=n)
         sizes = ends - starts
         longest, count, dev = int(sizes.max()), len(starts), embeddings.device
         # Pad the row's windows into one [W, longest, D] batch; padded frames are masked out of cross-attention.
@@ -83,11 +96,12 @@ class WindowQFormerPress(Press):
         frames = self.ln_frames(embeddings[index_map.to(dev)])
         frame_pad = (offsets[None, :] >= sizes[:, None]).to(dev)
         query_pad = (torch.arange(self.num_queries)[None, :] >= per_window[:, None]).to(dev)
-        queries = self.queries.to(embeddings.dtype)[None].expand(count, -1, -1)
+        queries = self.ln_queries(self.queries.to(embeddings.dtype))[None].expand(count, -1, -1)
         out = self.layers(queries, frames, tgt_key_padding_mask=query_pad, memory_key_padding_mask=frame_pad)
         out = out[~query_pad]
         spans_out = torch.repeat_interleave(group_spans(spans, starts, ends), per_window.to(spans.device), dim=0)
         return out, spans_out
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, dim={self.dim}, heads={self.num_heads}, queries={self.num_queries}, depth={self.depth}"
+        return (f"{super().extra_repr()}, dim={self.dim}, heads={self.num_heads}, queries={self.num_queries}, "
+                f"depth={self.depth}, query_norm={self.query_norm}, overlap={self.overlap}")
