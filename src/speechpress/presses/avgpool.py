@@ -10,6 +10,7 @@ from speechpress.presses.registry import register_press
 class AvgPoolPress(Press):
     name = "avgpool"
     description = "uniform average pooling of k consecutive frames (Bhati et al.)"
+    paper = "the paper's method as is"
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
         starts, ends = self.uniform_groups(embeddings.shape[0], self.target(spans))

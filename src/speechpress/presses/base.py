@@ -106,6 +106,9 @@ class Press(nn.Module):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # How the published method is run with this press: the options that give the paper's setting, or that the
+    # defaults are the paper's (``speechpress presses`` prints it).
+    paper: ClassVar[str] = ""
     space: ClassVar[str] = "encoder"
     trainable: ClassVar[bool] = False
     query_aware: ClassVar[bool] = False

@@ -15,6 +15,7 @@ from speechpress.presses.registry import register_press
 class RandomCropPress(ScorerPress):
     name = "crop"
     description = "random contiguous crop of the target length (SpeechPrune's RAC baseline)"
+    paper = "SpeechPrune's RAC baseline as is"
     space = "llm"
 
     def __init__(self, ratio: float | None = None, tokens_per_second: float | None = None, seed: int = 0):

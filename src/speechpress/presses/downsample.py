@@ -15,6 +15,7 @@ from speechpress.presses.registry import register_press
 class DownsamplePress(Press):
     name = "downsample"
     description = "uniform downsampling: keep the first frame of every k (Bhati et al.)"
+    paper = "the paper's method as is"
     space = "encoder"
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):

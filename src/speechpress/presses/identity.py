@@ -10,6 +10,7 @@ from speechpress.presses.registry import register_press
 class IdentityPress(Press):
     name = "identity"
     description = "no compression (the uncompressed baseline)"
+    paper = ""
 
     def output_length(self, n_in: int, duration_s: float | None = None) -> int:
         return n_in

@@ -37,6 +37,7 @@ from speechpress.presses.registry import register_press
 class WindowQFormerPress(Press):
     name = "qformer"
     description = "window-level Q-Former: q learned queries per window of k*q frames (SALMONN)"
+    paper = "SALMONN: query_norm=true, no overlap (the defaults); overlap=N lets windows overlap"
     space = "encoder"
     trainable = True
 

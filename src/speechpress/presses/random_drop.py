@@ -22,6 +22,7 @@ __all__ = ["RandomDropPress", "row_generator"]
 class RandomDropPress(ScorerPress):
     name = "random"
     description = "random token drop, kept tokens in temporal order (SpeechPrune's RAP baseline)"
+    paper = "SpeechPrune's RAP baseline as is"
     space = "llm"
 
     def __init__(self, ratio: float | None = None, tokens_per_second: float | None = None, seed: int = 0):

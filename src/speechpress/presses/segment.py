@@ -55,6 +55,7 @@ def choose_boundaries(d: torch.Tensor, count: int) -> torch.Tensor:
 class SegmentPress(Press):
     name = "segment"
     description = "unsupervised segmentation: average frames between cosine change points (Bhati et al.)"
+    paper = "paper: --press-option variable_rate=true (every peak; default: exactly the requested count)"
     space = "encoder"
 
     def __init__(self, ratio: float | None = None, tokens_per_second: float | None = None, *, variable_rate: bool = False):

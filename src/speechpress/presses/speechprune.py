@@ -66,6 +66,7 @@ def first_layer_attention(llm: nn.Module | None) -> tuple[nn.Module, int, int, i
 class SpeechPrunePress(ScorerPress):
     name = "speechprune"
     description = "query-aware two-phase pruning: text similarity, then binarised first-layer attention (SpeechPrune)"
+    paper = "paper: phase1_tokens=750 (default) and pruning_rate=PR; a ratio sets the output instead"
     space = "llm"
     query_aware = True
 

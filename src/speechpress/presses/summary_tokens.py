@@ -112,6 +112,7 @@ class SummaryTokenPress(Press):
 
     name = "sst"
     description = "Speech Summarization Tokens: interval-wise KV compression inside the LLM (Speech-XL)"
+    paper = "Speech-XL's mechanism; interval length and SST count per interval are not published (defaults: 256, ceil(L/alpha))"
     space = "kv"
     trainable = True
     query_aware = False

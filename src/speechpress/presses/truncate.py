@@ -21,6 +21,7 @@ DEFAULT_SECONDS = 30.0  # Qwen2-Audio's (and Whisper's) one window
 class TruncatePress(Press):
     name = "truncate"
     description = "keep the first 30 s, drop the rest: the default of most speech LLMs (SpeechPrune's 'Original')"
+    paper = "SpeechPrune's 'Original' (first 30 s) as is"
     default_target = True
 
     def __init__(self, ratio: float | None = None, tokens_per_second: float | None = None, *,

@@ -9,7 +9,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "presses",
         help="list the compression methods (presses)",
-        description="List every press with where it acts, whether it is trained and whether it reads the question.",
+        description="List every press with where it acts, whether it is trained, whether it reads the question, and how to run it as its paper does.",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -25,6 +25,7 @@ def run(args) -> int:
             "trainable": cls.trainable,
             "query_aware": cls.query_aware,
             "description": cls.description,
+            "paper_setting": cls.paper,
         }
         for name, cls in available_presses().items()
     ]
@@ -37,4 +38,6 @@ def run(args) -> int:
             f"{r['name']:<12} {r['space']:<8} {'yes' if r['trainable'] else 'no':<8} "
             f"{'yes' if r['query_aware'] else 'no':<6} {r['description']}"
         )
+        if r["paper_setting"]:
+            print(f"{'':<38}{r['paper_setting']}")
     return 0
