@@ -66,6 +66,13 @@ def test_sst_takes_a_tokens_per_second_target_from_the_recording_duration():
     model = tiny_model()
     context = model.prefill(speech(20.0), "sst", tokens_per_second=2.5)
     assert context.cached_audio_tokens == sum(math.ceil(n / 10) for n in (256, 244))
+    assert context.press == "sst:2.5tps(alpha 10)"  # the label says what the target became
+    import pytest
+
+    from speechpress.errors import PressError
+
+    with pytest.raises(PressError, match="whole number"):  # a ratio SST cannot honour is refused, not rounded
+        model.prefill(speech(20.0), "sst", ratio=2.5)
 
 
 def test_audio_past_the_llm_positions_is_refused_before_any_forward_with_the_minutes_that_fit(monkeypatch):

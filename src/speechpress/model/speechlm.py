@@ -324,7 +324,7 @@ class SpeechLM(nn.Module):
             llm_audio_tokens=n,
             cached_audio_tokens=state.kept_tokens - len(prefix_ids),
             spans=tokens.spans[0, :n].cpu(),
-            press="+".join(f"{p.name}" + ("" if p.name == "identity" else f":{_target(p)}") for p in chain),
+            press="+".join(f"{p.name}" + ("" if p.name == "identity" else f":{_target(p)}") for p in chain) + _alphas_used(stage, state),
             query_in_compression=query_aware,
             prefill_seconds=time.perf_counter() - start,
         )
@@ -452,6 +452,15 @@ class SpeechLM(nn.Module):
         finally:
             kv_cache.truncate(context.cache, cache_len)
         return out.logits[0, len(suffix) - 1 : len(ids) - 1].float()
+
+
+def _alphas_used(stage: Press, state) -> str:
+    """What an SST tokens-per-second target became: the whole alpha(s) it ran at, so no row is mislabelled."""
+    alphas = getattr(state, "alphas", None)
+    if not alphas or stage.tokens_per_second is None:
+        return ""
+    used = sorted(set(alphas))
+    return f"(alpha {used[0]})" if len(used) == 1 else f"(alpha {used[0]}-{used[-1]})"
 
 
 def _target(press: Press) -> str:

@@ -142,8 +142,10 @@ RECIPE_DEFAULTS: dict[str, dict] = {
     "asr": {"data": {"tasks": ["asr_short"], "utterances": True}, "train": {"trainable": ["projector", "press"], "lr": 1e-3}},
     # phase 2: instruction / QA alignment on every corpus task
     "qa": {"train": {"trainable": ["projector", "press"], "lr": 5e-4}},
-    # phase 3: SST compression with the 2 -> 4 -> 8 curriculum (16 left for zero-shot evaluation)
+    # phase 3: SST compression with the 2 -> 4 -> 8 curriculum (16 left for zero-shot evaluation), on long-form
+    # recordings (Speech-XL trains SST on long audio: whole recordings up to 5 min, not 30 s clips)
     "sst": {
+        "data": {"max_duration": 300.0},
         "press": {"name": "sst", "options": {"interval_tokens": 64}},
         "curriculum": [{"alpha": 2, "steps": 30}, {"alpha": 4, "steps": 30}, {"alpha": 8, "steps": 40}],
         "lora": {},
