@@ -19,7 +19,7 @@ from speechpress.presses import AudioTokens, PressContext, available_presses, bu
 D = 32
 FPS = 25.0
 RATIO = 4.0
-SKIP = {"identity", "sst"}
+SKIP = {"identity"} | {n for n, c in available_presses().items() if c.space == "kv"}
 MATRIX = sorted(n for n in available_presses() if n not in SKIP)
 SHAPES = {"short": 10.0, "window": 30.0, "many": 95.0, "single": 1 / FPS}
 

@@ -109,6 +109,17 @@ def keep(cache, index: torch.Tensor) -> None:
         layer.values = layer.values.index_select(-2, index)
 
 
+def keep_per_head(layer, n_prefix: int, audio_index: torch.Tensor) -> None:
+    """Keep one layer's prefix entries and, per KV head, the audio entries ``audio_index`` [B, H, k] (ascending,
+    counted from the first audio entry); every head keeps the same count, so the cache stays rectangular and the
+    evicted keys and values are freed (gather copies)."""
+    b, h, _, d = layer.keys.shape
+    prefix = torch.arange(n_prefix, device=layer.keys.device).expand(b, h, n_prefix)
+    index = torch.cat([prefix, audio_index.to(layer.keys.device) + n_prefix], dim=-1)[..., None].expand(-1, -1, -1, d)
+    layer.keys = layer.keys.gather(2, index)
+    layer.values = layer.values.gather(2, index)
+
+
 def nbytes(cache) -> int:
     """Bytes of every key and value tensor a transformers cache holds (``layers`` API or legacy tuples)."""
     if cache is None:
