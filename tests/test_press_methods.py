@@ -343,6 +343,10 @@ def test_speechprune_phase1_budget_is_absolute_and_the_pruning_rate_relative_to_
         out, _ = run(press, emb, spans, context)
         assert (out.shape[0], budgets[-1]) == (n_out, b1), press
         assert press.output_length(2250, 90.0) == n_out
+    from speechpress.ratio import ratio_from_pruning_rate
+
+    assert ratio_from_pruning_rate(0.2, 2250) == 2250 / 600  # the ratio language agrees with the press's count
+    assert ratio_from_pruning_rate(0.8, 2250, 300) == 2250 / 60
     short, _ = make_row(10.0)  # 250 tokens: B1 is capped by the input, PR 0.2 keeps 200
     assert SpeechPrunePress(pruning_rate=0.2).output_length(250, 10.0) == 200
     with pytest.raises(PressError, match="not both"):

@@ -8,7 +8,7 @@ convention                   example                        as a compression fac
 ==========================  =============================  ===============================
 speechpress / Speech-XL      k = 8                          k
 kvpress ``compression_ratio``  fraction removed r = 0.875     1 / (1 - r)
-SpeechPrune pruning rate     PR = 0.8 of the kept budget    1 / (1 - PR)  (relative to its input)
+SpeechPrune pruning rate     PR = 0.8 of B1 = 750 tokens    n / ((1 - PR) * min(n, B1))  (n: tokens in)
 tokens per second            1.67 tokens/s at 50 frames/s   50 / 1.67
 ==========================  =============================  ===============================
 """
@@ -64,3 +64,13 @@ def fraction_removed_from_ratio(ratio: float) -> float:
     """A compression factor as kvpress' ``compression_ratio`` (fraction removed)."""
     check_ratio(ratio, None)
     return 1.0 - 1.0 / ratio
+
+
+def ratio_from_pruning_rate(pruning_rate: float, n_in: int, phase1_tokens: int = 750) -> float:
+    """SpeechPrune's pruning rate (relative to its phase-1 budget B1, 750 tokens in the paper) as the compression
+    factor it gives on ``n_in`` tokens: PR 0.2 on 90 s (2,250 tokens) keeps 600, k = 3.75."""
+    if not 0 <= pruning_rate < 1:
+        raise PressError(f"pruning rate must be in [0, 1), got {pruning_rate}")
+    if n_in < 1 or phase1_tokens < 1:
+        raise PressError(f"need at least one token in and a phase-1 budget >= 1, got {n_in} and {phase1_tokens}")
+    return n_in / max(1, round((1 - pruning_rate) * min(n_in, phase1_tokens)))
