@@ -62,3 +62,74 @@ def test_kv_presses_refuse_token_sequences_and_bad_options():
         build_press("knorm", ratio=2)(None)
     with pytest.raises(PressError, match="sinks"):
         build_press("streamingllm", ratio=2, sinks=-1)
+
+
+def reference_keep(model, sequence: torch.Tensor, rows: slice, p: int, n: int, k: int, pool: int = 1):
+    """Kept audio entries per layer and KV head from one eager forward of the whole ``sequence``: the attention
+    of the observing ``rows`` over the audio columns, query heads of a group and rows averaged, top ``k``."""
+    decoder = model.llm.get_decoder()
+    previous = decoder.config._attn_implementation
+    decoder.config._attn_implementation = "eager"
+    try:
+        with torch.no_grad():
+            attentions = decoder(inputs_embeds=sequence, output_attentions=True).attentions
+    finally:
+        decoder.config._attn_implementation = previous
+    keeps = []
+    for probs in attentions:
+        kv_heads = model.llm.config.num_key_value_heads
+        scores = probs[:, :, rows, p : p + n].float()
+        scores = scores.reshape(1, kv_heads, -1, n).mean(dim=2)
+        if pool > 1:
+            scores = torch.nn.functional.avg_pool1d(scores.reshape(kv_heads, 1, n), pool, 1, pool // 2, count_include_pad=False).reshape(1, kv_heads, n)
+        keeps.append(torch.sort(torch.topk(scores, k, dim=-1, sorted=True).indices, dim=-1).values)
+    return keeps
+
+
+def kept_audio_keys(full, keeps, p, n):
+    out = []
+    for layer, keep in zip(full.cache.layers, keeps):
+        keys = layer.keys[..., p : p + n, :]
+        out.append(keys.gather(2, keep[..., None].expand(-1, -1, -1, keys.shape[-1])))
+    return out
+
+
+@pytest.mark.parametrize("kernel", [1, 5])
+def test_snapkv_keeps_what_the_question_attends_to_as_one_eager_forward_says(kernel):
+    model = tiny_model()
+    x = speech(8.0)
+    encoded = model.encode(x)
+    full = model.prefill(x, encoded=encoded)
+    question = "Where does the meeting take place?"
+    pressed = model.prefill(x, "snapkv:4", question=question, encoded=encoded, **({} if kernel == 5 else {}))
+    if kernel == 1:
+        pressed = model.prefill(x, model.press_chain("snapkv:4", options={"kernel_size": 1}), question=question, encoded=encoded)
+    assert pressed.query_in_compression and pressed.cached_audio_tokens == 50
+    p, n = full.prefix_tokens, full.llm_audio_tokens
+    prefix_ids, _ = model.prompt_ids(None)
+    q_ids = model.tokenizer(question, add_special_tokens=False)["input_ids"]
+    audio = model.press_tokens(encoded, model.press_chain("identity")).embeddings[:, :n]
+    sequence = torch.cat([model.embed_ids(prefix_ids), audio, model.embed_ids(q_ids)], dim=1)
+    keeps = reference_keep(model, sequence, slice(p + n, p + n + len(q_ids)), p, n, 50, pool=kernel)
+    for got, expected in zip([l.keys[..., p:, :] for l in pressed.cache.layers], kept_audio_keys(full, keeps, p, n)):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    other = model.prefill(x, "snapkv:4", question="Who presents the budget figures?", encoded=encoded)
+    assert any(not torch.equal(a.keys, b.keys) for a, b in zip(other.cache.layers, pressed.cache.layers))
+    with pytest.raises(PressError, match="question"):
+        model.prefill(x, "snapkv:4", encoded=encoded)
+
+
+def test_tova_keeps_what_the_last_audio_token_attends_to():
+    model = tiny_model()
+    x = speech(8.0)
+    encoded = model.encode(x)
+    full = model.prefill(x, encoded=encoded)
+    pressed = model.prefill(x, "tova:4", encoded=encoded)
+    p, n = full.prefix_tokens, full.llm_audio_tokens
+    prefix_ids, _ = model.prompt_ids(None)
+    audio = model.press_tokens(encoded, model.press_chain("identity")).embeddings[:, :n]
+    sequence = torch.cat([model.embed_ids(prefix_ids), audio], dim=1)
+    keeps = reference_keep(model, sequence, slice(p + n - 1, p + n), p, n, 50)
+    for got, expected in zip([l.keys[..., p:, :] for l in pressed.cache.layers], kept_audio_keys(full, keeps, p, n)):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert pressed.next_position == p + n and model.answer(pressed, "Who?", max_new_tokens=2).cached_audio_tokens == 50

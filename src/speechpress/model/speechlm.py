@@ -313,8 +313,9 @@ class SpeechLM(nn.Module):
         prefix_ids, _ = self.prompt_ids(None)
         stage = chain[-1] if chain else new_press(self.config, "identity")
         self.check_audio_positions(len(prefix_ids), stage.prefill_positions(n, audio.duration), audio.duration)
+        observe = {"question_embeds": query.to(self.dtype)} if stage.query_aware and stage.space == "kv" else {}
         state = stage.prefill(self.llm, self.embed_ids(prefix_ids), tokens.embeddings[:, :n].to(self.dtype),
-                              duration_s=audio.duration, audio_spans=tokens.spans[0, :n])
+                              duration_s=audio.duration, audio_spans=tokens.spans[0, :n], **observe)
         return AudioContext(
             cache=state.cache,
             next_position=state.next_position,
