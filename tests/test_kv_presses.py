@@ -133,3 +133,32 @@ def test_tova_keeps_what_the_last_audio_token_attends_to():
     for got, expected in zip([l.keys[..., p:, :] for l in pressed.cache.layers], kept_audio_keys(full, keeps, p, n)):
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     assert pressed.next_position == p + n and model.answer(pressed, "Who?", max_new_tokens=2).cached_audio_tokens == 50
+
+
+def test_the_kvpress_adapter_says_why_it_cannot_run(tmp_path):
+    """Not installed: a one-line reason. Installed but declaring another transformers range (the real kvpress 0.5.5
+    wheel, fetched from the package index when it can be): refused before any forward, with both versions."""
+    import subprocess
+    import sys
+
+    from speechpress.presses import available_presses
+
+    cls = available_presses()["kvpress"]
+    try:
+        import kvpress  # noqa: F401
+    except ImportError:
+        with pytest.raises(PressError, match="kvpress is not installed"):
+            build_press("kvpress", ratio=2)
+    target = tmp_path / "site"
+    fetched = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+         "kvpress==0.5.5", "cachetools", "fire", "termcolor"], capture_output=True, text=True, timeout=300)
+    if fetched.returncode != 0:
+        pytest.skip(f"the kvpress 0.5.5 wheel could not be fetched: {fetched.stderr.strip().splitlines()[-1:]}")
+    code = ("from speechpress.presses import build_press\n"
+            "from speechpress.errors import PressError\n"
+            "try:\n    build_press('kvpress', ratio=2)\nexcept PressError as e:\n    print('REFUSED', e)\n")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{target}:{__import__('os').environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300).stdout
+    assert out.startswith("REFUSED kvpress 0.5.5 requires transformers<5.3") and "cache_position" in out, out
+    assert cls.unavailable() is not None

@@ -118,6 +118,11 @@ class Press(nn.Module):
     # True when the press has a target of its own (hfq's 50 tokens per window), so it needs no ratio.
     default_target: ClassVar[bool] = False
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this press cannot run in this environment (a missing or incompatible optional package), or None."""
+        return None
+
     def __init__(self, ratio: float | None = None, tokens_per_second: float | None = None):
         super().__init__()
         check_ratio(ratio, tokens_per_second)

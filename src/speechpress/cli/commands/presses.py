@@ -26,6 +26,7 @@ def run(args) -> int:
             "query_aware": cls.query_aware,
             "description": cls.description,
             "paper_setting": cls.paper,
+            "unavailable": cls.unavailable(),
         }
         for name, cls in available_presses().items()
     ]
@@ -40,4 +41,6 @@ def run(args) -> int:
         )
         if r["paper_setting"]:
             print(f"{'':<38}{r['paper_setting']}")
+        if r["unavailable"]:
+            print(f"{'':<38}unavailable here: {r['unavailable']}")
     return 0
