@@ -194,3 +194,30 @@ def test_cli_init_model_backend_then_ask(backend, tmp_path, capsys):
     assert main(argv) == 0
     answers = json.loads(capsys.readouterr().out)["answers"]
     assert [a["llm_audio_tokens"] for a in answers] == [250, 250]  # 40 s -> 1000 tokens -> /4
+
+
+@pytest.mark.parametrize("backend", ["qwen2_audio", "qwen2_5_omni"])
+def test_device_map_auto_and_an_attention_kernel_load_the_same_model(checkpoints, models, backend):
+    """``device="auto"`` goes to transformers' device_map (no ``.to("auto")`` afterwards) and
+    ``attn_implementation`` reaches the checkpoint's attention: eager gives the sdpa logits."""
+    path, _ = checkpoints[backend]
+    x = speech(6.0)
+    reference = models[backend].answer_logits(models[backend].prefill(x), QUESTION, ANSWER)
+    auto = SpeechLM.from_pretrained(path, device="auto", attn_implementation="eager")
+    assert auto.llm.config._attn_implementation == "eager"
+    torch.testing.assert_close(auto.answer_logits(auto.prefill(x), QUESTION, ANSWER), reference, atol=1e-4, rtol=0)
+    with pytest.raises(ModelLoadError, match="attn"):
+        SpeechLM.from_pretrained(path, attn_implementation="no_such_kernel")
+
+
+def test_a_speechpress_model_takes_device_auto_and_an_attention_kernel(tmp_path):
+    from helpers import tiny_model
+
+    tiny_model().save_pretrained(tmp_path / "m")
+    model = SpeechLM.from_pretrained(tmp_path / "m", device="auto", attn_implementation="eager")
+    assert model.llm.config._attn_implementation == "eager" and model.device.type in ("cpu", "cuda")
+    x = speech(4.0)
+    torch.testing.assert_close(model.answer_logits(model.prefill(x), "Who?", "Maria"),
+                               tiny_model().answer_logits(tiny_model().prefill(x), "Who?", "Maria"), atol=1e-4, rtol=0)
+    with pytest.raises(ModelLoadError, match="attn_implementation"):
+        SpeechLM.from_pretrained(tmp_path / "m", attn_implementation="no_such_kernel")

@@ -61,7 +61,11 @@ def add_model_args(p) -> None:
         "default: the bundled speechpress-tiny",
     )
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="weights dtype (default: the checkpoint's)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ..., or auto (a checkpoint spread over every GPU by "
+                   "transformers' device_map; default: cuda if available, else cpu)")
+    p.add_argument("--attn-implementation", default=None, metavar="NAME",
+                   help="the LLM's attention kernel as transformers names it: sdpa, eager, flash_attention_2, ... "
+                   "(default: the model's; presses that read attention weights switch to eager for that pass themselves)")
 
 
 def add_generation_args(p, max_new_tokens: int = 64) -> None:
@@ -118,7 +122,8 @@ def bundled_model(path: Path = BUNDLED_MODEL) -> Path:
 def load_model(args):
     from speechpress.model.speechlm import SpeechLM, default_device
 
-    return SpeechLM.from_pretrained(args.model or bundled_model(), device=args.device or default_device(), dtype=getattr(args, "dtype", "auto"))
+    return SpeechLM.from_pretrained(args.model or bundled_model(), device=args.device or default_device(),
+                                    dtype=getattr(args, "dtype", "auto"), attn_implementation=getattr(args, "attn_implementation", None))
 
 
 def emit_json(obj) -> None:

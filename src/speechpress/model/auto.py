@@ -19,17 +19,23 @@ class AutoSpeechLM:
 
     @staticmethod
     def from_pretrained(
-        name_or_path, device: str | None = None, dtype=None, system_prompt: str | None = None, cls: type = SpeechLM
+        name_or_path, device: str | None = None, dtype=None, system_prompt: str | None = None, cls: type = SpeechLM,
+        attn_implementation: str | None = None,
     ) -> SpeechLM:
-        """``cls``: the class a speechpress directory loads as (a subclass calling its own from_pretrained)."""
+        """``cls``: the class a speechpress directory loads as (a subclass calling its own from_pretrained).
+        ``device="auto"``: a checkpoint is spread over the available devices (transformers' ``device_map="auto"``),
+        a speechpress model goes to cuda when there is one. ``attn_implementation``: the LLM's attention kernel
+        (``sdpa``, ``eager``, ``flash_attention_2``, ...), as transformers names them."""
         directory = resolve_model_dir(name_or_path)
         config_path = directory / CONFIG_NAME
         if not config_path.exists():
             raise ModelLoadError(f"{directory}: not a speechpress model (no {CONFIG_NAME})")
         data = read_json(config_path)
         if MARKER_KEY not in data:
-            return load_backend_model(directory, data.get("model_type"), device=device, dtype=dtype, system_prompt=system_prompt)
-        return load_model(cls, directory, device=device, dtype=dtype, system_prompt=system_prompt)
+            return load_backend_model(directory, data.get("model_type"), device=device, dtype=dtype, system_prompt=system_prompt,
+                                      attn_implementation=attn_implementation)
+        return load_model(cls, directory, device=device, dtype=dtype, system_prompt=system_prompt,
+                          attn_implementation=attn_implementation)
 
 
 __all__ = ["AutoSpeechLM"]

@@ -133,7 +133,8 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
         ) from None
 
 
-def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_prompt: str | None = None):
+def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_prompt: str | None = None,
+               attn_implementation: str | None = None):
     """A speechpress model directory as ``cls``; ``model.auto.AutoSpeechLM`` also takes backend checkpoints."""
     from transformers import AutoTokenizer
 
@@ -170,7 +171,7 @@ def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_
         except Exception as err:
             raise ModelLoadError(f"{weights_path}: cannot load weights ({type(err).__name__}: {err})") from None
         load_trained(model, tensors, weights_path)
-        return _finish(model, dtype, device)
+        return _finish(model, dtype, device, attn_implementation)
     try:
         missing, unexpected = st_load_model(model, str(weights_path), strict=False)
     except Exception as err:
@@ -180,12 +181,21 @@ def load_model(cls, name_or_path, device: str | None = None, dtype=None, system_
             f"{weights_path}: weights do not match the config (missing {len(missing)}, unexpected {len(unexpected)}; "
             f"e.g. {(list(missing) + list(unexpected))[:3]})"
         )
-    return _finish(model, dtype, device)
+    return _finish(model, dtype, device, attn_implementation)
 
 
-def _finish(model, dtype, device):
+def _finish(model, dtype, device, attn_implementation: str | None = None):
+    if attn_implementation is not None:
+        try:
+            model.llm.set_attn_implementation(attn_implementation)
+        except (ValueError, ImportError) as err:
+            raise ModelLoadError(f"attn_implementation {attn_implementation!r}: {err}") from None
     if dtype not in (None, "auto"):
         model.to(torch_dtype(dtype))
+    if device == "auto":  # one module set, no checkpoint to spread: the best single device
+        from speechpress.model.speechlm import default_device
+
+        device = default_device()
     if device:
         model.to(device)
     return model.eval()

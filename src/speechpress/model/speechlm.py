@@ -158,14 +158,17 @@ class SpeechLM(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, device: str | None = None, dtype=None, system_prompt: str | None = None
+        cls, name_or_path: str | Path, device: str | None = None, dtype=None, system_prompt: str | None = None,
+        attn_implementation: str | None = None,
     ) -> "SpeechLM":
         """A speechpress model directory, a transformers checkpoint with a backend (Qwen2-Audio, Qwen2.5-Omni:
         see ``speechpress.model.backends``), or a hub id of either (downloaded where there is a network).
-        ``dtype``: "auto" (the checkpoint's, the default), "fp32", "bf16" or "fp16"."""
+        ``dtype``: "auto" (the checkpoint's, the default), "fp32", "bf16" or "fp16". ``device="auto"`` and
+        ``attn_implementation``: see :meth:`AutoSpeechLM.from_pretrained`."""
         from speechpress.model.auto import AutoSpeechLM  # the loader above both SpeechLM and the backends
 
-        return AutoSpeechLM.from_pretrained(name_or_path, device=device, dtype=dtype, system_prompt=system_prompt, cls=cls)
+        return AutoSpeechLM.from_pretrained(name_or_path, device=device, dtype=dtype, system_prompt=system_prompt, cls=cls,
+                                            attn_implementation=attn_implementation)
 
     @property
     def device(self) -> torch.device:

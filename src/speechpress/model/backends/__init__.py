@@ -18,16 +18,19 @@ BACKENDS = {
 }
 
 
-def load_backend_model(directory: Path, model_type: str | None, device=None, dtype=None, system_prompt: str | None = None):
+def load_backend_model(directory: Path, model_type: str | None, device=None, dtype=None, system_prompt: str | None = None,
+                       attn_implementation: str | None = None):
     """A SpeechLM over the transformers checkpoint in ``directory``."""
     if model_type == "qwen2_audio":
         from speechpress.model.backends.qwen2_audio import Qwen2AudioSpeechLM
 
-        return Qwen2AudioSpeechLM.load(directory, device=device, dtype=dtype, system_prompt=system_prompt)
+        return Qwen2AudioSpeechLM.load(directory, device=device, dtype=dtype, system_prompt=system_prompt,
+                                       attn_implementation=attn_implementation)
     if model_type in ("qwen2_5_omni", "qwen2_5_omni_thinker"):
         from speechpress.model.backends.qwen2_5_omni import Qwen25OmniSpeechLM
 
-        return Qwen25OmniSpeechLM.load(directory, model_type, device=device, dtype=dtype, system_prompt=system_prompt)
+        return Qwen25OmniSpeechLM.load(directory, model_type, device=device, dtype=dtype, system_prompt=system_prompt,
+                                       attn_implementation=attn_implementation)
     supported = ", ".join(sorted(BACKENDS))
     raise ModelLoadError(
         f"{directory}: neither a speechpress model nor a supported transformers checkpoint "

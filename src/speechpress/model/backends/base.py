@@ -145,13 +145,20 @@ def save_presses(model, directory: Path) -> None:
     save_model(model.presses, str(directory / PRESSES_WEIGHTS))
 
 
+def attn_kwargs(attn_implementation: str | None) -> dict:
+    """``from_pretrained`` keywords for an attention kernel choice (none: the checkpoint's default)."""
+    return {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+
+
 def finish_loading(model, directory: Path, device=None):
     """What every backend does after building its model: check the feature extractor, load trained presses,
-    move to the device, eval mode."""
+    move to the device (``auto``: transformers' device map already placed every module), eval mode."""
     check_feature_extractor(directory, model.config.num_mel_bins)
     load_presses(model, directory)
-    if device:
+    if device and device != "auto":
         model.to(device)
+    elif device == "auto":
+        model.presses.to(model.device)  # trained presses go where the encoder went
     return model.eval()
 
 

@@ -20,6 +20,7 @@ from speechpress.errors import ModelLoadError
 from speechpress.model.backends.base import (
     CausalLMView,
     encoder_config_dict,
+    attn_kwargs,
     finish_loading,
     load_tokenizer,
     special_tokens,
@@ -72,17 +73,21 @@ class Qwen25OmniSpeechLM(SpeechLM):
         save_backend_model(self, directory)
 
     @classmethod
-    def load(cls, directory: Path, model_type: str, device=None, dtype=None, system_prompt: str | None = None) -> "Qwen25OmniSpeechLM":
+    def load(cls, directory: Path, model_type: str, device=None, dtype=None, system_prompt: str | None = None,
+             attn_implementation: str | None = None) -> "Qwen25OmniSpeechLM":
         from transformers import Qwen2_5OmniForConditionalGeneration, Qwen2_5OmniThinkerForConditionalGeneration
 
         tokenizer = load_tokenizer(directory)
         try:
             if model_type == "qwen2_5_omni":
                 thinker = Qwen2_5OmniForConditionalGeneration.from_pretrained(
-                    str(directory), dtype=torch_dtype(dtype), device_map=device, enable_audio_output=False
+                    str(directory), dtype=torch_dtype(dtype), device_map=device, enable_audio_output=False,
+                    **attn_kwargs(attn_implementation),
                 ).thinker
             else:
-                thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(str(directory), dtype=torch_dtype(dtype), device_map=device)
+                thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+                    str(directory), dtype=torch_dtype(dtype), device_map=device, **attn_kwargs(attn_implementation)
+                )
         except Exception as err:
             raise ModelLoadError(f"{directory}: cannot load the Qwen2.5-Omni checkpoint ({type(err).__name__}: {err})") from None
         model = cls(thinker, tokenizer, system_prompt=system_prompt)

@@ -17,6 +17,7 @@ from speechpress.errors import ModelLoadError
 from speechpress.model.backends.base import (
     CausalLMView,
     encoder_config_dict,
+    attn_kwargs,
     finish_loading,
     load_tokenizer,
     special_tokens,
@@ -71,13 +72,16 @@ class Qwen2AudioSpeechLM(SpeechLM):
         save_backend_model(self, directory)
 
     @classmethod
-    def load(cls, directory: Path, device=None, dtype=None, system_prompt: str | None = None) -> "Qwen2AudioSpeechLM":
+    def load(cls, directory: Path, device=None, dtype=None, system_prompt: str | None = None,
+             attn_implementation: str | None = None) -> "Qwen2AudioSpeechLM":
         from transformers import Qwen2AudioForConditionalGeneration
         from transformers.models.qwen2_audio.processing_qwen2_audio import Qwen2AudioProcessor
 
         tokenizer = load_tokenizer(directory, default_template=Qwen2AudioProcessor.default_chat_template.fget(None))
         try:
-            hf_model = Qwen2AudioForConditionalGeneration.from_pretrained(str(directory), dtype=torch_dtype(dtype), device_map=device)
+            hf_model = Qwen2AudioForConditionalGeneration.from_pretrained(
+                str(directory), dtype=torch_dtype(dtype), device_map=device, **attn_kwargs(attn_implementation)
+            )
         except Exception as err:
             raise ModelLoadError(f"{directory}: cannot load the Qwen2-Audio checkpoint ({type(err).__name__}: {err})") from None
         model = cls(hf_model, tokenizer, system_prompt=system_prompt)
