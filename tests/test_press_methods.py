@@ -425,3 +425,22 @@ def test_avgpool_then_speechprune_compose_to_x8():
     n = int(tokens.lengths[0])
     assert torch.all(tokens.spans[0, 1:n, 0] > tokens.spans[0, : n - 1, 0])
     assert float(tokens.spans[0, n - 1, 1]) <= 40.0
+
+
+def test_hfq_fastslm_exact_on_a_model_that_keeps_whisper_50hz_frames():
+    """FastSLM's HFQ-Former reads Whisper's 50 Hz frames: a model composed with encoder_pool 1 hands them to the
+    presses, the press sizes its windows from the model (1,500 frames per 30 s) and, padded, emits 50 per window."""
+    import dataclasses
+
+    from speechpress.model.config import TINY
+    from speechpress.model.speechlm import SpeechLM
+
+    from helpers import speech
+
+    model = SpeechLM.from_config(dataclasses.replace(TINY, encoder_pool=1), seed=0)
+    assert model.config.tokens_per_second == 50
+    chain = model.press_chain("hfq", options={"pad_last_window": True})
+    press = chain[0]
+    assert press.window_frames == 1500 and press.num_queries == 50
+    context = model.prefill(speech(45.0), chain)
+    assert context.encoder_tokens == 2250 and context.llm_audio_tokens == 100  # two windows, the second padded

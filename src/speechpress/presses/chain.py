@@ -27,6 +27,8 @@ def new_press(config, name: str, **kwargs) -> Press:
     cls = presses[name]
     if cls.trainable and "dim" not in kwargs:
         kwargs["dim"] = config.encoder_output_dim if cls.space == "encoder" else config.llm["hidden_size"]
+    if cls.space == "encoder" and "frames_per_second" in inspect.signature(cls.__init__).parameters:
+        kwargs.setdefault("frames_per_second", config.tokens_per_second)  # hfq: a full window's frame count
     return build_press(name, **kwargs)
 
 

@@ -157,7 +157,7 @@ class AttentionBlock(nn.Module):
 class HFQFormerPress(Press):
     name = "hfq"
     description = "HFQ-Former: multi-scale learned queries per 30 s window (FastSLM)"
-    paper = "FastSLM: --press-option pad_last_window=true (default: a short last window gets fewer tokens)"
+    paper = "FastSLM: pad_last_window=true on a model with --encoder-pool 1 (Whisper's 50 Hz frames; default: a short last window gets fewer tokens)"
     space = "encoder"
     trainable = True
     default_target = True
