@@ -158,3 +158,28 @@ def test_damage_mid_file_is_reported_at_the_time_decoded_before_it(tmp_path, fmt
         seconds = float(str(err.value).split(" after ")[1].split(" s")[0])
         assert 1.5 < seconds <= 2.8, str(err.value)  # decoded up to the frame holding the damage, not "0.00 s"
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_streamed_windows_are_the_loaded_samples_and_encode_gives_the_same_tokens(tmp_path, rate):
+    """``stream_audio`` hands out exactly ``load_audio``'s samples, window by window, and ``SpeechLM.encode`` of a
+    path (streamed) equals encode of the decoded array: tokens, spans and duration."""
+    import soundfile as sf
+    import torch
+
+    from speechpress.audio import load_audio, stream_audio
+    from speechpress.model.speechlm import SpeechLM
+    from speechpress.model.config import TINY
+
+    seconds = 71.3  # two full windows and a short one
+    wave = 0.1 * np.sin(np.arange(int(seconds * rate)) * 2 * np.pi * 220 / rate).astype(np.float32)
+    wave += 0.01 * np.random.default_rng(0).standard_normal(len(wave)).astype(np.float32)
+    path = tmp_path / "long.flac"
+    sf.write(path, wave, rate)
+    whole = load_audio(path).samples
+    pieces = list(stream_audio(path, 480000))
+    assert [len(p) for p in pieces[:-1]] == [480000, 480000] and np.array_equal(np.concatenate(pieces), whole)
+    model = SpeechLM.from_config(TINY, seed=0)
+    streamed, loaded = model.encode(path), model.encode(whole)
+    assert torch.equal(streamed.embeddings, loaded.embeddings) and torch.equal(streamed.spans, loaded.spans)
+    assert streamed.duration == pytest.approx(loaded.duration) == pytest.approx(len(whole) / 16000)

@@ -1,7 +1,8 @@
 """Audio in: decode anything libsndfile reads, downmix to mono, resample to 16 kHz, validate.
 
 Decoding is streamed block by block, so a 3-hour 44.1 kHz stereo file never exists in memory at its source
-rate: only the 16 kHz mono result (about 230 MB per hour as float32) is kept. Nothing is ever truncated.
+rate: ``load_audio`` keeps only the 16 kHz mono result (about 230 MB per hour as float32), and ``stream_audio``
+not even that (one 30 s window at a time, for ``SpeechLM.encode`` of a path). Nothing is ever truncated.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +99,7 @@ def _reason(err: Exception) -> str:
     return text
 
 
-def _open(path: str | os.PathLike) -> sf.SoundFile:
+def _check_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
         raise AudioError(f"{p}: no such file")
@@ -105,6 +107,11 @@ def _open(path: str | os.PathLike) -> sf.SoundFile:
         raise AudioError(f"{p}: is a directory, not an audio file")
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: empty file (0 bytes)")
+    return p
+
+
+def _open(path: str | os.PathLike) -> sf.SoundFile:
+    p = _check_file(path)
     try:
         f, _ = _quietly(sf.SoundFile, str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
@@ -207,6 +214,40 @@ def load_audio(source, sample_rate: int | None = None, target_rate: int = SAMPLE
     return _from_array(source, sample_rate, target_rate)
 
 
+def stream_audio(path: str | os.PathLike, chunk_samples: int, target_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 of the file at ``path`` in pieces of exactly ``chunk_samples`` (the last may be
+    shorter), decoded, resampled and checked as :func:`load_audio` does, sample for sample the same, but never
+    held whole: memory is one piece plus one decoding block, whatever the duration."""
+    if chunk_samples < 1:
+        raise AudioError(f"chunk_samples must be >= 1, got {chunk_samples}")
+    with _open(path) as f:
+        sr = f.samplerate
+        resampler = soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ") if sr != target_rate else None
+        pending: list[np.ndarray] = []
+        held = 0
+
+        def take(final: bool):
+            nonlocal pending, held
+            while held >= chunk_samples or (final and held):
+                joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                piece, rest = joined[:chunk_samples], joined[chunk_samples:]
+                pending, held = ([rest] if len(rest) else []), len(rest)
+                yield piece
+
+        for mono in _stream_mono(f, str(path)):
+            chunk = resampler.resample_chunk(mono) if resampler else mono
+            if len(chunk):
+                pending.append(chunk)
+                held += len(chunk)
+            yield from take(final=False)
+        if resampler:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if len(tail):
+                pending.append(tail)
+                held += len(tail)
+        yield from take(final=True)
+
+
 def _append(out: np.ndarray, n: int, chunk: np.ndarray) -> tuple[np.ndarray, int]:
     if n + len(chunk) > len(out):
         grown = np.empty(max(2 * len(out), n + len(chunk)), dtype=np.float32)
@@ -239,6 +280,7 @@ def _from_array(array, sample_rate: int | None, target_rate: int) -> Audio:
 
 def header_seconds(path: str | os.PathLike) -> float:
     """A file's length from its header alone (for checking manifest offsets), with the decoder kept quiet."""
+    _check_file(path)
     try:
         info, _ = _quietly(sf.info, str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:

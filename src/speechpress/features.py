@@ -88,3 +88,33 @@ def iter_feature_windows(
             FeatureWindow(w, w * window_seconds, feats[row], math.ceil(valid[row] / HOP_LENGTH), valid[row])
             for row, w in enumerate(idx)
         ]
+
+
+def iter_stream_feature_windows(
+    pieces, n_mels: int = 80, window_seconds: float = 30.0, sample_rate: int = SAMPLE_RATE, batch_windows: int = 8
+) -> Iterator[list[FeatureWindow]]:
+    """Like :func:`iter_feature_windows`, from an iterator of window-long sample pieces (``audio.stream_audio``),
+    so the recording is never whole in memory; the same features, window for window."""
+    per_window = int(round(window_seconds * sample_rate))
+    index = 0
+    batch: list = []
+
+    def flush():
+        wave = torch.zeros(len(batch), per_window)
+        for row, piece in enumerate(batch):
+            wave[row, : len(piece)] = torch.as_tensor(piece, dtype=torch.float32)
+        feats = log_mel(wave, n_mels)
+        first = index - len(batch)
+        return [FeatureWindow(first + row, (first + row) * window_seconds, feats[row],
+                              math.ceil(len(piece) / HOP_LENGTH), len(piece)) for row, piece in enumerate(batch)]
+
+    for piece in pieces:
+        if len(piece) > per_window:
+            raise ValueError(f"a piece of {len(piece)} samples is longer than a window ({per_window})")
+        batch.append(piece)
+        index += 1
+        if len(batch) == batch_windows:
+            yield flush()
+            batch = []
+    if batch:
+        yield flush()

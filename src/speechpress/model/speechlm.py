@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,27 +196,51 @@ class SpeechLM(nn.Module):
 
     # ------------------------------------------------------------------------------------- audio
     def encode(self, audio, batch_windows: int = 8, progress: bool = False) -> AudioTokens:
-        """Encoder frames of the whole recording (batch of one), pooled by ``encoder_pool``, with time spans."""
+        """Encoder frames of the whole recording (batch of one), pooled by ``encoder_pool``, with time spans and
+        the recording's ``duration``. A path is decoded window by window (``audio.stream_audio``): the waveform
+        and the mel are never whole in memory, only ``batch_windows`` windows of them; an array or
+        :class:`Audio` is windowed in memory. Both give the same tokens."""
         from tqdm import tqdm
 
-        samples = audio.samples if isinstance(audio, Audio) else audio
+        from speechpress.audio import header_seconds, stream_audio
+        from speechpress.features import iter_stream_feature_windows
+
         cfg = self.config
-        duration = len(samples) / cfg.sample_rate
+        per_window = int(round(cfg.window_seconds * cfg.sample_rate))
+        if isinstance(audio, (str, os.PathLike)):
+            pieces = stream_audio(audio, per_window, cfg.sample_rate)
+            batches = iter_stream_feature_windows(pieces, cfg.num_mel_bins, cfg.window_seconds, cfg.sample_rate, batch_windows)
+            windows, known = max(1, math.ceil(header_seconds(audio) / cfg.window_seconds)), None
+        else:
+            samples = audio.samples if isinstance(audio, Audio) else audio
+            known = len(samples) / cfg.sample_rate
+            windows = num_windows(len(samples), cfg.window_seconds, cfg.sample_rate)
+            batches = iter_feature_windows(samples, cfg.num_mel_bins, cfg.window_seconds, cfg.sample_rate, batch_windows)
         embeddings, spans = [], []
-        windows = num_windows(len(samples), cfg.window_seconds, cfg.sample_rate)
         bar = tqdm(total=windows, desc="encoding", unit="window", leave=False, disable=None if progress and windows > batch_windows else True)
-        for batch in iter_feature_windows(samples, cfg.num_mel_bins, cfg.window_seconds, cfg.sample_rate, batch_windows):
+
+        def run(batch, cap: float) -> None:
             bar.update(len(batch))
-            for frames, frame_spans in self.encode_feature_windows(batch, [duration] * len(batch)):
+            for frames, frame_spans in self.encode_feature_windows(batch, [cap] * len(batch)):
                 if frames.shape[0] == 0:  # a last sliver of audio that "drop" pooling discards
                     continue
                 embeddings.append(frames)
                 spans.append(frame_spans)
+
+        # Spans are capped at the recording's end. A stream learns it at its last batch, so each batch is encoded
+        # once the next one exists (capped at infinity: its windows end before the recording does).
+        held = None
+        for batch in batches:
+            if held is not None:
+                run(held, known if known is not None else math.inf)
+            held = batch
+        duration = known if known is not None else (held[-1].index * per_window + held[-1].valid_samples) / cfg.sample_rate
+        run(held, duration)
         bar.close()
         if not embeddings:
             raise AudioError(f"{duration:.3f} s of audio gives this model no audio tokens; it is too short")
         emb = torch.cat(embeddings)
-        return AudioTokens(emb[None], torch.tensor([emb.shape[0]]), torch.cat(spans)[None])
+        return AudioTokens(emb[None], torch.tensor([emb.shape[0]]), torch.cat(spans)[None], duration=duration)
 
     def encode_feature_windows(self, windows: list, durations: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(tokens [n, D], time spans [n, 2]) of each 30 s feature window, in one encoder batch; ``durations`` are
@@ -301,7 +326,8 @@ class SpeechLM(nn.Module):
         ``prefill_seconds`` then leaves the encoding out). The one path to the LLM: token presses, then the
         last press's ``prefill`` hook (a full prefill, unless it is a KV press that evicts as it goes).
         """
-        audio = self.as_audio(audio)
+        if encoded is None and not isinstance(audio, (str, os.PathLike)):
+            audio = self.as_audio(audio)  # a path is streamed by encode, never decoded whole
         chain = self.press_chain(press, ratio, tokens_per_second)
         query_aware = any(p.query_aware for p in chain)
         if query_aware and not question:
@@ -309,21 +335,22 @@ class SpeechLM(nn.Module):
             raise PressError(f"press {names} reads the question: prefill with question=...")
         start = time.perf_counter()
         tokens = self.encode(audio, progress=progress) if encoded is None else encoded
+        duration = tokens.duration if tokens.duration is not None else self.as_audio(audio).duration
         encoder_tokens = int(tokens.lengths[0])
         query = self.embed_ids(self.tokenizer(question, add_special_tokens=False)["input_ids"]) if query_aware else None
         tokens = self.press_tokens(tokens, chain, query)
         n = int(tokens.lengths[0])
         prefix_ids, _ = self.prompt_ids(None)
         stage = chain[-1] if chain else new_press(self.config, "identity")
-        self.check_audio_positions(len(prefix_ids), stage.prefill_positions(n, audio.duration), audio.duration)
+        self.check_audio_positions(len(prefix_ids), stage.prefill_positions(n, duration), duration)
         observe = {"question_embeds": query.to(self.dtype)} if stage.query_aware and stage.space == "kv" else {}
         state = stage.prefill(self.llm, self.embed_ids(prefix_ids), tokens.embeddings[:, :n].to(self.dtype),
-                              duration_s=audio.duration, audio_spans=tokens.spans[0, :n], **observe)
+                              duration_s=duration, audio_spans=tokens.spans[0, :n], **observe)
         return AudioContext(
             cache=state.cache,
             next_position=state.next_position,
             prefix_tokens=len(prefix_ids),
-            duration=audio.duration,
+            duration=duration,
             encoder_tokens=encoder_tokens,
             llm_audio_tokens=n,
             cached_audio_tokens=state.kept_tokens - len(prefix_ids),
@@ -431,7 +458,8 @@ class SpeechLM(nn.Module):
     ) -> list[Answer]:
         """Compress once, ask many: one prefill serves every question, unless a press reads the question."""
         questions = [questions] if isinstance(questions, str) else list(questions)
-        audio = self.as_audio(audio)
+        if not isinstance(audio, (str, os.PathLike)):
+            audio = self.as_audio(audio)  # a path stays a path: encode streams it
         chain = self.press_chain(press, ratio, tokens_per_second)
         if any(p.query_aware for p in chain):
             return [self.answer(self.prefill(audio, chain, question=q, progress=progress), q, **generation) for q in questions]

@@ -42,6 +42,7 @@ class AudioTokens:
     embeddings: torch.Tensor  # [B, T, D]
     lengths: torch.Tensor  # [B] long: valid tokens per row
     spans: torch.Tensor  # [B, T, 2] float64 seconds; zero on padding
+    duration: float | None = None  # seconds of the recording encoded (set by SpeechLM.encode; presses drop it)
 
     @property
     def batch_size(self) -> int:

@@ -26,14 +26,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from speechpress.audio import load_audio
     from speechpress.memory import peak_memory_bytes
 
     gen = generation_kwargs(args)
     model = load_model(args)
     chain = model.press_chain(args.press, args.ratio, args.tokens_per_second, press_options(args))
-    audio = load_audio(args.audio)
-    answers = model.ask(audio, args.questions, press=chain, progress=True, **gen)
+    answers = model.ask(args.audio, args.questions, press=chain, progress=True, **gen)  # streamed, window by window
     peak = peak_memory_bytes(model.device)
     if args.json:
         emit_json({"audio": args.audio, "peak_memory_bytes": peak, "answers": [a.to_dict() for a in answers]})

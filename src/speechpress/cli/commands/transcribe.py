@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from speechpress.cli.common import (
     add_generation_args, add_model_args, add_press_args, check_number, emit_json, generation_kwargs, load_model, press_options,
 )
@@ -32,7 +34,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from speechpress.audio import Audio, load_audio
+    from speechpress.audio import Audio, header_seconds, stream_audio
 
     check_number("--chunk-seconds", args.chunk_seconds, MIN_CHUNK_SECONDS)
     gen = generation_kwargs(args)
@@ -40,14 +42,18 @@ def run(args) -> int:
     # A chunk longer than the encoder's window needs a longer answer than one window's worth of --max-new-tokens.
     check_number("--chunk-seconds", args.chunk_seconds, MIN_CHUNK_SECONDS, model.config.window_seconds)
     chain = model.press_chain(args.press, args.ratio, args.tokens_per_second, press_options(args))
-    audio = load_audio(args.audio)
-    step = int(args.chunk_seconds * audio.sample_rate)
+    rate = model.config.sample_rate
+    step = int(args.chunk_seconds * rate)
     chunks = []
-    starts = range(0, len(audio.samples), step)
-    for start in tqdm(starts, desc="transcribing", unit="chunk", disable=len(starts) < 2, leave=False):
-        piece = Audio(audio.samples[start : start + step], audio.sample_rate, audio.source, audio.source_sample_rate, 1, audio.source_format)
+    expected = max(1, math.ceil(header_seconds(args.audio) * rate / step))
+    start = 0
+    # The recording is decoded chunk by chunk (stream_audio): never whole in memory, however long it is.
+    for samples in tqdm(stream_audio(args.audio, step, rate), total=expected, desc="transcribing", unit="chunk",
+                        disable=expected < 2, leave=False):
+        piece = Audio(samples, rate, str(args.audio), rate, 1, "STREAM")
         answer = model.ask(piece, args.prompt, press=chain, **gen)[0]
-        chunks.append({"start": start / audio.sample_rate, "end": min(len(audio.samples), start + step) / audio.sample_rate, "text": answer.text})
+        chunks.append({"start": start / rate, "end": (start + len(samples)) / rate, "text": answer.text})
+        start += len(samples)
     text = " ".join(c["text"].strip() for c in chunks if c["text"].strip())
     if args.json:
         emit_json({"audio": args.audio, "press": args.press, "text": text, "chunks": chunks})
