@@ -117,7 +117,8 @@ def answer_row(example, question: str, answer, pre: dict, *, shared: bool, measu
 
 
 class _AudioCache:
-    """The last decoded file: a recording's rows (and asr_short segments of it) are usually adjacent."""
+    """The last decoded file, for rows that ask about a stretch of it (asr_short segments are usually adjacent). A
+    row about a whole file gets its path, which the model streams window by window, never decoded whole."""
 
     def __init__(self, sample_rate: int):
         self.sample_rate, self.path, self.audio = sample_rate, None, None
@@ -125,10 +126,10 @@ class _AudioCache:
     def segment(self, example):
         from speechpress.audio import load_audio
 
+        if example.offset == 0 and example.duration is None:
+            return str(example.audio)
         if self.path != example.audio:
             self.path, self.audio = example.audio, load_audio(str(example.audio), target_rate=self.sample_rate)
-        if example.offset == 0 and example.duration is None:
-            return self.audio
         sr = self.audio.sample_rate
         a = int(round(example.offset * sr))
         b = len(self.audio.samples) if example.duration is None else min(len(self.audio.samples), a + int(round(example.duration * sr)))
