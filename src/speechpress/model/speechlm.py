@@ -195,6 +195,7 @@ class SpeechLM(nn.Module):
         return ResolvedChain((press.to(self.device) for press in chain), model_id=id(self))
 
     # ------------------------------------------------------------------------------------- audio
+    @torch.no_grad()  # never for training (that runs encode_feature_windows): no graph kept over an hour of frames
     def encode(self, audio, batch_windows: int = 8, progress: bool = False) -> AudioTokens:
         """Encoder frames of the whole recording (batch of one), pooled by ``encoder_pool``, with time spans and
         the recording's ``duration``. A path is decoded window by window (``audio.stream_audio``): the waveform
