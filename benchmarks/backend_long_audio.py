@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/backend_long_audio.json")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    presses = ["identity"] + sorted(n for n, c in available_presses().items() if not c.trainable and n != "identity")
+    presses = ["identity"] + sorted(n for n, c in available_presses().items() if not c.trainable and n != "identity" and not c.unavailable())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long.flac"

@@ -67,7 +67,7 @@ def main() -> None:
         base_prefill = median_time(lambda: model.prefill(audio, "identity"), args.repeats)
     rows = []
     for name, cls in available_presses().items():
-        if name == "identity":
+        if name == "identity" or cls.unavailable():  # kvpress without a compatible install
             continue
         kwargs = {"ratio": args.ratio}
         chain = model.press_chain(name, **kwargs)

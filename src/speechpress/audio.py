@@ -201,15 +201,10 @@ def load_audio(source, sample_rate: int | None = None, target_rate: int = SAMPLE
     if isinstance(source, (str, os.PathLike)):
         with _open(source) as f:
             sr, channels, fmt = f.samplerate, f.channels, f.format
-            expected = math.ceil(max(f.frames, 1) * target_rate / sr) + target_rate
-            out = np.empty(expected, dtype=np.float32)
+            out = np.empty(math.ceil(max(f.frames, 1) * target_rate / sr) + target_rate, dtype=np.float32)
             n = 0
-            resampler = soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ") if sr != target_rate else None
-            for mono in _stream_mono(f, str(source)):
-                chunk = resampler.resample_chunk(mono) if resampler else mono
+            for chunk in _resampled(f, str(source), target_rate):
                 out, n = _append(out, n, chunk)
-            if resampler:
-                out, n = _append(out, n, resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         return Audio(out[:n], target_rate, str(source), sr, channels, fmt)
     return _from_array(source, sample_rate, target_rate)
 
@@ -221,8 +216,6 @@ def stream_audio(path: str | os.PathLike, chunk_samples: int, target_rate: int =
     if chunk_samples < 1:
         raise AudioError(f"chunk_samples must be >= 1, got {chunk_samples}")
     with _open(path) as f:
-        sr = f.samplerate
-        resampler = soxr.ResampleStream(sr, target_rate, 1, dtype="float32", quality="HQ") if sr != target_rate else None
         pending: list[np.ndarray] = []
         held = 0
 
@@ -234,18 +227,22 @@ def stream_audio(path: str | os.PathLike, chunk_samples: int, target_rate: int =
                 pending, held = ([rest] if len(rest) else []), len(rest)
                 yield piece
 
-        for mono in _stream_mono(f, str(path)):
-            chunk = resampler.resample_chunk(mono) if resampler else mono
+        for chunk in _resampled(f, str(path), target_rate):
             if len(chunk):
                 pending.append(chunk)
                 held += len(chunk)
             yield from take(final=False)
-        if resampler:
-            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-            if len(tail):
-                pending.append(tail)
-                held += len(tail)
         yield from take(final=True)
+
+
+def _resampled(f: sf.SoundFile, path: str, target_rate: int) -> Iterator[np.ndarray]:
+    """Checked mono blocks of an open file at ``target_rate``, the resampler's tail included: the one decoding
+    path of ``load_audio`` and ``stream_audio``."""
+    resampler = soxr.ResampleStream(f.samplerate, target_rate, 1, dtype="float32", quality="HQ") if f.samplerate != target_rate else None
+    for mono in _stream_mono(f, path):
+        yield resampler.resample_chunk(mono) if resampler else mono
+    if resampler:
+        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def _append(out: np.ndarray, n: int, chunk: np.ndarray) -> tuple[np.ndarray, int]:

@@ -206,9 +206,10 @@ class ScorerPress(Press):
 
 
 def top_in_order(scores: torch.Tensor, count: int) -> torch.Tensor:
-    """Indices of the ``count`` highest scores (ties: earlier first), returned in ascending (temporal) order."""
-    order = torch.sort(scores, descending=True, stable=True).indices
-    return order[:count].sort().values
+    """Indices of the ``count`` highest scores along the last dimension (ties: earlier first), returned in
+    ascending (temporal) order; a [B, H, n] input gives one choice per row ([B, H, count])."""
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
+    return order[..., :count].sort(dim=-1).values
 
 
 def row_generator(seed: int, context: PressContext) -> torch.Generator:

@@ -15,7 +15,8 @@ from torch import nn
 from speechpress import kv_cache
 from speechpress.errors import PressError
 from speechpress.kv_cache import KVState
-from speechpress.presses.kv_scorer import KVScorerPress, top_in_order_per_head
+from speechpress.presses.base import top_in_order
+from speechpress.presses.kv_scorer import KVScorerPress
 
 
 class ObservedAttentionPress(KVScorerPress):
@@ -47,7 +48,7 @@ class ObservedAttentionPress(KVScorerPress):
                 kv_heads = layer.keys.shape[1]
                 received = probs[..., n_prefix : n_prefix + n_audio].float()  # [B, H, L, n]
                 received = received.reshape(received.shape[0], kv_heads, -1, n_audio).mean(dim=2)  # query heads of a group, window
-                kv_cache.keep_per_head(layer, n_prefix, top_in_order_per_head(self.smooth(received), n_keep))
+                kv_cache.keep_per_head(layer, n_prefix, top_in_order(self.smooth(received), n_keep))
         state.cache = cache
         state.next_position = n_prefix + n_audio
         state.kept_tokens = state.cache_length()

@@ -48,7 +48,7 @@ class KVScorerPress(Press):
             layer = cache.layers[index]
             audio = slice(n_prefix, n_prefix + n_audio)
             scores = self.score(layer.keys[..., audio, :], layer.values[..., audio, :], index)
-            keep = top_in_order_per_head(scores, n_keep)
+            keep = top_in_order(scores.float(), n_keep)
             kv_cache.keep_per_head(layer, n_prefix, keep)
 
         hooks = [layer.self_attn.register_forward_hook(evict, with_kwargs=True) for layer in layers]
@@ -60,9 +60,3 @@ class KVScorerPress(Press):
         state.kept_tokens = state.cache_length()
         return state
 
-
-def top_in_order_per_head(scores: torch.Tensor, count: int) -> torch.Tensor:
-    """[B, H, count] indices of the best ``count`` entries of each head's row of ``scores`` [B, H, n], ascending."""
-    flat = scores.reshape(-1, scores.shape[-1])
-    picked = torch.stack([top_in_order(row, count) for row in flat.float().cpu()])
-    return picked.reshape(*scores.shape[:-1], count).to(scores.device)
