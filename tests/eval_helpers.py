@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 # Fields that legitimately differ between two runs of the same rows: time, memory, which process did it.
-VOLATILE = {"prefill_seconds", "decode_seconds", "peak_memory_bytes", "rank", "prefill_flops_measured", "prefill_id"}
+VOLATILE = {"prefill_seconds", "decode_seconds", "peak_memory_bytes", "rank", "prefill_flops_measured", "prefill_id",
+            "encode_seconds", "encoder_cache"}
 
 
 def make_corpus(out: Path) -> Path:

@@ -282,7 +282,8 @@ def test_slice_recordings_cuts_clips_from_one_encoding_per_recording(corpus, tmp
     from speechpress.model.config import named_or_file_config
     from speechpress.model.speechlm import SpeechLM
     from speechpress.train.config import DataSection
-    from speechpress.train.data import AudioStore, FrameCache, load_training_set
+    from speechpress.encoder_cache import FrameCache
+    from speechpress.train.data import AudioStore, load_training_set
     from speechpress.train.frontend import AudioFrontend
 
     model = SpeechLM.from_config(named_or_file_config("tiny"), seed=0).eval()

@@ -42,8 +42,8 @@ from speechpress.io import atomic_write_json, atomic_write_text
 # Row columns that describe a group's prefill: every row answered from one prefill repeats them.
 PREFILL_COLUMNS = ("duration", "press", "query_in_compression", "prefill_id", "encoder_tokens", "llm_audio_tokens",
                    "cached_audio_tokens", "prefix_tokens", "audio_tokens_per_second", "compression_factor", "kv_bytes",
-                   "kv_bytes_analytic", "prefill_seconds", "prefill_flops_analytic", "prefill_flops_analytic_causal",
-                   "decode_flops_per_token_analytic")
+                   "kv_bytes_analytic", "prefill_seconds", "encode_seconds", "encoder_cache", "prefill_flops_analytic",
+                   "prefill_flops_analytic_causal", "decode_flops_per_token_analytic")
 # Settings that change what a row holds: a rerun must match them to reuse rows (limit, world size, out do not).
 IDENTITY_KEYS = ("benchmark", "model", "press", "generation", "question_template")
 
@@ -72,8 +72,12 @@ def group_by_audio(examples: list) -> list[list]:
     return list(groups.values())
 
 
-def prefill_record(model, chain, context, prefill_id: str) -> dict:
-    """The ``PREFILL_COLUMNS`` of one prefill: what went into the LLM and the cache, measured and analytic."""
+def prefill_record(model, chain, context, prefill_id: str, encode_seconds: float, encoder_cache: str) -> dict:
+    """The ``PREFILL_COLUMNS`` of one prefill: what went into the LLM and the cache, measured and analytic.
+
+    ``prefill_seconds`` counts the encoding as it was measured when it ran (``encode_seconds``), also when the
+    tokens came from the encoder cache (``encoder_cache``: hit, miss or off), so every press's time is
+    comparable whichever ran first."""
     from speechpress.evaluate.cost import analytic_prefill, cache_bytes
 
     analytic, _ = analytic_prefill(model, chain, context.duration, context.prefix_tokens, "dense")
@@ -86,7 +90,8 @@ def prefill_record(model, chain, context, prefill_id: str) -> dict:
         compression_factor=context.encoder_tokens / max(1, context.cached_audio_tokens),
         kv_bytes=cache_bytes(context.cache),
         kv_bytes_analytic=None if analytic is None else analytic.kv_bytes,
-        prefill_seconds=context.prefill_seconds,
+        prefill_seconds=encode_seconds + context.prefill_seconds, encode_seconds=encode_seconds,
+        encoder_cache=encoder_cache,
         prefill_flops_analytic=None if analytic is None else analytic.prefill_flops,
         prefill_flops_analytic_causal=None if causal is None else causal.prefill_flops,
         decode_flops_per_token_analytic=None if analytic is None else analytic.decode_flops_per_token,
@@ -108,7 +113,8 @@ def answer_row(example, question: str, answer, pre: dict, *, shared: bool, measu
         **{k: pre[k] for k in ("encoder_tokens", "llm_audio_tokens", "cached_audio_tokens", "prefix_tokens",
                                "audio_tokens_per_second", "compression_factor", "kv_bytes", "kv_bytes_analytic")},
         peak_memory_bytes=peak_memory_bytes(device), peak_memory_kind=peak_memory_kind(device),
-        prefill_seconds=pre["prefill_seconds"], decode_seconds=answer.decode_seconds, new_tokens=len(answer.token_ids),
+        prefill_seconds=pre["prefill_seconds"], encode_seconds=pre.get("encode_seconds"),
+        encoder_cache=pre.get("encoder_cache"), decode_seconds=answer.decode_seconds, new_tokens=len(answer.token_ids),
         prefill_flops_measured=measured_flops,
         **{k: pre[k] for k in ("prefill_flops_analytic", "prefill_flops_analytic_causal",
                                "decode_flops_per_token_analytic")},
@@ -141,7 +147,8 @@ class Runner:
 
     def __init__(self, model_path: str, out: str | Path, *, device: str | None = None, generation: dict | None = None,
                  press_options: dict | None = None, count_flops: str = "first", progress: bool = True,
-                 dist: Dist | None = None, model=None):
+                 dist: Dist | None = None, model=None, encoder_cache: str | Path | None = None,
+                 encoder_cache_bytes: int | None = None):
         if count_flops not in ("first", "all", "none"):
             raise ConfigError(f"count_flops must be first, all or none, got {count_flops!r}")
         self.model_path = str(model_path)
@@ -154,6 +161,9 @@ class Runner:
         self.progress = progress
         self.dist = dist or Dist()
         self._model = model
+        self.encoder_cache_dir = encoder_cache
+        self.encoder_cache_bytes = encoder_cache_bytes
+        self.encoded = None
         if model is None:
             check_model_path(self.model_path)
 
@@ -172,6 +182,25 @@ class Runner:
 
     def model_label(self) -> str:
         return model_label(self.model_path)
+
+    def encode(self, example, audio):
+        """The encoder tokens of one group's audio, (tokens, encode seconds, "hit" / "miss" / "off"): through
+        the on-disk encoder cache when the runner has one (each recording encoded once per sweep), else
+        encoded here, once for every question and prefill of the group."""
+        import time
+
+        from speechpress.encoder_cache import EncodedAudio
+
+        model = self.model
+        if self.encoder_cache_dir is None:
+            start = time.perf_counter()
+            tokens = model.encode(audio)
+            return tokens, time.perf_counter() - start, "off"
+        if self.encoded is None:
+            self.encoded = EncodedAudio(model, self.encoder_cache_dir, max_bytes=self.encoder_cache_bytes)
+        key = self.encoded.key(example.audio, example.offset, example.duration)
+        tokens, seconds, hit = self.encoded.encode(audio, key)
+        return tokens, seconds, "hit" if hit else "miss"
 
     # ---------------------------------------------------------------------------------------------------
     def run_config(self, bench: Benchmark, spec: RunSpec) -> dict:
@@ -271,7 +300,8 @@ class Runner:
                     continue
                 gi = index[id(group)]
                 audio = audio_cache.segment(todo_rows[0])
-                reset_peak_memory(model.device)
+                encoded, encode_seconds, cache_state = self.encode(todo_rows[0], audio)
+                reset_peak_memory(model.device)  # the peak of the press's path: the encoding is the same for all
                 # A group a crash cut short already holds its prefill in its finished rows. The audio is prefilled
                 # again to answer the rest, but those rows keep the recorded prefill's id and cost, so the run's
                 # summary counts one prefill per group, as an uninterrupted run does.
@@ -283,12 +313,13 @@ class Runner:
                     if not shared:
                         q = question if query_aware else None
                         synchronize(model.device)
-                        context = model.prefill(audio, chain, question=q)
+                        context = model.prefill(audio, chain, question=q, encoded=encoded)
                         synchronize(model.device)
                     if recorded is not None:
                         pre, shared, measured = {k: recorded.get(k) for k in PREFILL_COLUMNS}, True, None
                     elif not shared:
-                        pre = prefill_record(model, chain, context, prefill_id=f"g{gi}:{example.id}")
+                        pre = prefill_record(model, chain, context, prefill_id=f"g{gi}:{example.id}",
+                                             encode_seconds=encode_seconds, encoder_cache=cache_state)
                         measured = None
                         if flops_left is None or flops_left > 0:
                             measured = count_prefill_flops(model, audio, chain, question=q)["total"]

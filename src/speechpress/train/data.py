@@ -1,4 +1,4 @@
-"""Training data: examples from manifests, a deterministic sharded sampler, decoded clips and an encoder cache.
+"""Training data: examples from manifests, a deterministic sharded sampler and decoded clips.
 
 Why a sampler of our own instead of a DataLoader's: the batch of optimizer step ``s`` is a pure function of
 (seed, s), so a resumed run, a run with gradient accumulation and a run on N processes all see exactly the
@@ -7,14 +7,11 @@ examples a single uninterrupted run would, and the sampler state in a checkpoint
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from speechpress.errors import DataError
 
@@ -186,70 +183,6 @@ class AudioStore:
         if stop <= start:
             raise DataError(f"{ex.id}: empty audio stretch at {ex.offset:.3f} s of {ex.audio}")
         return samples[start:stop]
-
-
-def encoder_fingerprint(model) -> str:
-    """A hash of everything that decides encoder outputs: the encoder's weights, its config and the pooling."""
-    h = hashlib.sha256()
-    cfg = model.config
-    h.update(repr((sorted(cfg.encoder.items()), cfg.encoder_pool, cfg.encoder_pool_tail, cfg.window_seconds, cfg.sample_rate)).encode())
-    for name, tensor in sorted(model.encoder.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-class FrameCache:
-    """Encoder outputs (pooled tokens + spans) per audio stretch, keyed by the stretch and the encoder's hash.
-
-    While the encoder is frozen its outputs never change, so later epochs (and later phases with the same
-    encoder) read them instead of running the encoder: on CPU that is most of a step. On disk it is one
-    safetensors file per stretch, written atomically, so several processes can share one cache folder.
-    """
-
-    def __init__(self, directory: str | os.PathLike | None, fingerprint: str, max_memory_items: int = 50_000):
-        self.dir = Path(directory) / fingerprint if directory else None
-        self.memory: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self.max_items = max_memory_items
-        self.hits = self.misses = 0
-
-    def _path(self, key: str) -> Path:
-        return self.dir / f"{hashlib.sha1(key.encode()).hexdigest()}.safetensors"
-
-    def get(self, key: str):
-        if key in self.memory:
-            self.hits += 1
-            return self.memory[key]
-        if self.dir is not None and self._path(key).is_file():
-            from safetensors.torch import load_file
-
-            try:
-                data = load_file(str(self._path(key)))
-                value = (data["frames"], data["spans"])
-                self._remember(key, value)
-                self.hits += 1
-                return value
-            except Exception:  # a damaged entry is recomputed
-                pass
-        self.misses += 1
-        return None
-
-    def put(self, key: str, frames: torch.Tensor, spans: torch.Tensor) -> None:
-        value = (frames.detach().to("cpu").contiguous(), spans.detach().to("cpu").contiguous())
-        self._remember(key, value)
-        if self.dir is not None:
-            from safetensors.torch import save_file
-
-            from speechpress.io import atomic_path
-
-            self.dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self._path(key)) as tmp:
-                save_file({"frames": value[0], "spans": value[1]}, str(tmp), metadata={"key": key})
-
-    def _remember(self, key, value) -> None:
-        self.memory[key] = value
-        if len(self.memory) > self.max_items:
-            self.memory.popitem(last=False)
 
 
 def clip_windows(samples: np.ndarray, config) -> list:

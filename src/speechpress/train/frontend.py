@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from speechpress.errors import ConfigError
-from speechpress.train.data import AudioStore, FrameCache, TrainExample, clip_windows
+from speechpress.encoder_cache import FrameCache
+from speechpress.train.data import AudioStore, TrainExample, clip_windows
 
 
 class AudioFrontend:

@@ -89,7 +89,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None, log=print) -> Trai
     ``stop_after`` ends the run abruptly after that many steps, without any final write, as a kill would
     (for tests of resume).
     """
-    from speechpress.train.data import AudioStore, FrameCache, StepSampler, encoder_fingerprint, load_training_set
+    from speechpress.encoder_cache import FrameCache, encoder_fingerprint
+    from speechpress.train.data import AudioStore, StepSampler, load_training_set
     from speechpress.train.recipes import build_objective
 
     start_time = time.perf_counter()

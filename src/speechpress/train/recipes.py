@@ -8,7 +8,8 @@ from __future__ import annotations
 from torch import nn
 
 from speechpress.errors import ConfigError
-from speechpress.train.data import AudioStore, FrameCache
+from speechpress.encoder_cache import FrameCache
+from speechpress.train.data import AudioStore
 from speechpress.train.frontend import AudioFrontend
 from speechpress.train.objectives import AnswerObjective, CTCObjective, Objective, SSTObjective
 
