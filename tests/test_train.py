@@ -206,6 +206,39 @@ def test_the_curriculum_runs_low_to_high_stage_by_stage(corpus, tmp_path):
         load_config(data={**ok, "curriculum": [{"alpha": [2, 8], "steps": 1}, {"alpha": 4, "steps": 1}]})
 
 
+def test_uncompressed_steps_train_the_plain_path_and_equal_the_qa_objective(corpus, frame_cache, tmp_path):
+    """train.uncompressed_every: N makes every N-th step a plain one; its loss is exactly the qa recipe's on the
+    same batch (the path inference takes with no press), the other steps go through SST."""
+    from speechpress.model.speechlm import SpeechLM
+    from speechpress.train.data import AudioStore, load_training_set
+    from speechpress.train.recipes import build_objective
+    from speechpress.encoder_cache import FrameCache
+
+    from helpers import tiny_model
+
+    ok = base(corpus, tmp_path / "out", frame_cache, recipe="sst", press={"name": "sst"}, lora=None,
+              train={"trainable": ["press", "llm"], "uncompressed_every": 3})
+    ok["train"].pop("steps")
+    cfg = load_config(data={**ok, "curriculum": [{"alpha": 2, "steps": 6}]})
+    assert [cfg.sst_at(s) for s in range(6)] == [True, True, False, True, True, False]
+    examples = load_training_set(cfg.data).examples[:2]
+    cache = FrameCache(frame_cache, "x")
+    sst = build_objective(cfg, tiny_model(), AudioStore(), cache)
+    qa_cfg = load_config(data=base(corpus, tmp_path / "qa", frame_cache, recipe="qa", train={"trainable": ["llm"]}))
+    qa = build_objective(qa_cfg, tiny_model(), AudioStore(), cache)
+    plain, compressed = sst.prepare(examples, 2), sst.prepare(examples, 1)
+    assert plain["alpha"] is None and compressed["alpha"] == 2
+    with torch.no_grad():
+        assert float(sst(plain)) == pytest.approx(float(qa(qa.prepare(examples, 2))), rel=1e-6)
+        assert float(sst(compressed)) != float(sst(plain))  # another path (a random tiny model barely reads audio)
+    with pytest.raises(ConfigError, match="uncompressed_every"):
+        load_config(data={**ok, "train": {**ok["train"], "uncompressed_every": 1}, "curriculum": [{"alpha": 2, "steps": 2}]})
+    with pytest.raises(ConfigError, match="read by the sst recipe only"):
+        load_config(data=base(corpus, tmp_path / "a", frame_cache, train={"uncompressed_every": 2}))
+    train(load_config(data={**ok, "curriculum": [{"alpha": 2, "steps": 3}]}), log=lambda *_: None)
+    assert [r["alpha"] for r in log_rows(tmp_path / "out")] == [2, 2, "uncompressed"]
+
+
 def test_a_stage_with_a_set_of_alphas_draws_one_per_interval_reproducibly():
     """The paper's alpha_i: each interval's ratio drawn from the stage's set, the same draw on a resumed run."""
     from speechpress.presses.summary_tokens import SummaryTokenPress

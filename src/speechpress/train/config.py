@@ -102,6 +102,9 @@ class TrainSection:
     log_examples: bool = False  # each process appends the example ids of every step to examples-rank<r>.jsonl
     distributed: str = "ddp"  # ddp or fsdp (under torchrun / accelerate launch)
     ctc_frames: str = "pooled"  # ctc recipe: "pooled" (the tokens presses see) or "encoder" (50/s, speechpress encoder)
+    # sst recipe: every N-th step trains without the SST press (0: never), so adapters trained under compression
+    # keep the uncompressed path (training the whole LLM under SST alone lost it)
+    uncompressed_every: int = 0
 
 
 @dataclass
@@ -132,6 +135,11 @@ class TrainConfig:
             if step < end:
                 return stage.alpha
         return self.curriculum[-1].alpha if self.curriculum else None
+
+    def sst_at(self, step: int) -> bool:
+        """Whether optimizer step ``step`` (0-based) trains through SST (``train.uncompressed_every``)."""
+        every = self.train.uncompressed_every
+        return not (every and (step + 1) % every == 0)
 
 
 # What each recipe trains and reads unless the YAML says otherwise. Why these defaults: see docs/train.md.
@@ -332,6 +340,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.mixed_precision must be auto, no, bf16 or fp16, got {t.mixed_precision!r}")
     if t.distributed not in ("ddp", "fsdp"):
         raise ConfigError(f"train.distributed must be ddp or fsdp, got {t.distributed!r}")
+    if t.uncompressed_every < 0 or (t.uncompressed_every and cfg.recipe != "sst"):
+        raise ConfigError(f"train.uncompressed_every must be >= 0 and is read by the sst recipe only, got {t.uncompressed_every}")
+    if t.uncompressed_every == 1:
+        raise ConfigError("train.uncompressed_every: 1 would never train SST; use 0 (never) or N >= 2")
     if t.ctc_frames not in ("pooled", "encoder"):
         raise ConfigError(f"train.ctc_frames must be pooled or encoder, got {t.ctc_frames!r}")
     if t.batch_size % t.grad_accum:

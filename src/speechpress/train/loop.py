@@ -190,7 +190,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None, log=print) -> Trai
                    "epoch": round(sampler.epoch_of(done), 4), "seconds": round(time.perf_counter() - t0, 4)}
             alpha = cfg.alpha_at(step) if cfg.recipe == "sst" else None
             if alpha is not None:
-                row["alpha"] = alpha
+                row["alpha"] = alpha if cfg.sst_at(step) else "uncompressed"
             with open(out / LOG_NAME, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             if writer is not None:

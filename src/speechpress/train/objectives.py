@@ -133,18 +133,22 @@ class AnswerObjective(Objective):
 
 
 class SSTObjective(AnswerObjective):
-    """Phase 3: the answer loss through the SST training path; alpha follows the curriculum per step."""
+    """Phase 3: the answer loss through the SST training path; alpha follows the curriculum per step. A step
+    that ``sst_at`` leaves uncompressed trains the plain path (the chain's token presses, no SST)."""
 
-    def __init__(self, model, frontend, chain, alpha_at, train_encoder: bool = False, seed: int = 0):
+    def __init__(self, model, frontend, chain, alpha_at, train_encoder: bool = False, seed: int = 0, sst_at=None):
         super().__init__(model, frontend, chain, train_encoder)
         self.alpha_at, self.seed = alpha_at, seed
+        self.sst_at = sst_at or (lambda step: True)
 
     def prepare(self, examples: list[TrainExample], step: int) -> dict:
         batch = super().prepare(examples, step)
-        batch["alpha"] = interval_alphas(self.alpha_at(step), self.seed, step)
+        batch["alpha"] = interval_alphas(self.alpha_at(step), self.seed, step) if self.sst_at(step) else None
         return batch
 
     def forward(self, batch: dict) -> torch.Tensor:
+        if batch["alpha"] is None:
+            return super().forward(batch)
         model = self.model
         tokens = model.press_tokens(self.audio_tokens(batch), list(self.chain))
         kv_press = self.chain[-1]  # the sst recipe checked that the chain ends in its KV press

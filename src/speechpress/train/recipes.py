@@ -89,7 +89,7 @@ def build_objective(cfg, model, store: AudioStore, cache: FrameCache | None) -> 
     else:
         chain = training_chain(cfg, model)
         if cfg.recipe == "sst":
-            objective = SSTObjective(model, frontend, chain, cfg.alpha_at, train_encoder, seed=cfg.seed)
+            objective = SSTObjective(model, frontend, chain, cfg.alpha_at, train_encoder, seed=cfg.seed, sst_at=cfg.sst_at)
         else:
             objective = AnswerObjective(model, frontend, chain, train_encoder)
     objective.requires_grad_(False)
