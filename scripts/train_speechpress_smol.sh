@@ -5,6 +5,7 @@
 # script can be run again after a kill or in the next session. Run it in the background:
 #   nohup bash scripts/train_speechpress_smol.sh > runs/speechpress-smol.log 2>&1 &
 # The test split's seed (9) is never used in training. docs/train.md lists each phase's time and figures.
+# Phases: 1 ASR alignment, 2 question answering (bundled as the default model when it ends), 3 SST + LoRA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CFG=configs/train/speechpress-smol
@@ -33,22 +34,27 @@ fi
 # A phase interrupted in an earlier session on another machine resumes from the checkpoint committed under
 # train-state/ (SAVE_STATE above): trainable weights, optimizer, scheduler and RNG (safetensors + JSON) and the
 # loss log, exactly as the run left them.
-for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2}; do
+BUNDLE=src/speechpress/assets/speechpress-smol
+for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase3-sst:phase3}; do
   config=${phase%%:*} name=${phase##*:} out=$RUNS/${phase##*:}
   if [ ! -f "$out/model/config.json" ] && [ -f "train-state/speechpress-smol/$name/model/config.json" ]; then
     mkdir -p "$out" && cp -r "train-state/speechpress-smol/$name/model" "$out/model"   # finished in an earlier session
   fi
-  if [ -f "$out/model/config.json" ]; then echo "$out: finished, skipped"; continue; fi
-  if [ ! -d "$out/checkpoints" ] && [ -d "train-state/speechpress-smol/$name" ]; then
-    mkdir -p "$out/checkpoints"
-    cp -r "train-state/speechpress-smol/$name"/step-* "$out/checkpoints/"
-    cp "train-state/speechpress-smol/$name/log.jsonl" "$out/log.jsonl"
-    echo "$out: resuming from the committed $(ls "$out/checkpoints")"
+  if [ -f "$out/model/config.json" ]; then
+    echo "$out: finished, skipped"
+  else
+    if [ ! -d "$out/checkpoints" ] && [ -d "train-state/speechpress-smol/$name" ]; then
+      mkdir -p "$out/checkpoints"
+      cp -r "train-state/speechpress-smol/$name"/step-* "$out/checkpoints/"
+      cp "train-state/speechpress-smol/$name/log.jsonl" "$out/log.jsonl"
+      echo "$out: resuming from the committed $(ls "$out/checkpoints")"
+    fi
+    speechpress train "$CFG/$config.yaml" train.progress=false
   fi
-  speechpress train "$CFG/$config.yaml" train.progress=false
+  # The bundle, the default model: phase 2's trained parts only (the projector) in fp16, referencing the packaged
+  # bases by sha256; a few MB, shipped as package data. Phase 3 (LoRA merged into the LLM) stays a run folder.
+  if [ "$name" = phase2 ] && [ ! -f "$BUNDLE/config.json" ]; then
+    python3 -c "from speechpress.model.speechlm import SpeechLM; SpeechLM.from_pretrained('$out/model').save_pretrained('$BUNDLE', dtype='fp16')"
+    echo "bundled $out/model into $BUNDLE"
+  fi
 done
-
-# The bundle: the trained parts only (projector, new embedding rows, trained presses) in fp16, referencing the
-# packaged bases by sha256; a few MB, shipped as package data.
-LAST=${LAST:-$RUNS/phase2/model}
-python3 -c "from speechpress.model.speechlm import SpeechLM; SpeechLM.from_pretrained('$LAST').save_pretrained('src/speechpress/assets/speechpress-smol', dtype='fp16')"
