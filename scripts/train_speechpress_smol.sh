@@ -5,7 +5,8 @@
 # script can be run again after a kill or in the next session. Run it in the background:
 #   nohup bash scripts/train_speechpress_smol.sh > runs/speechpress-smol.log 2>&1 &
 # The test split's seed (9) is never used in training. docs/train.md lists each phase's time and figures.
-# Phases: 1 ASR alignment, 2 question answering (bundled as the default model when it ends), 3 SST + LoRA.
+# Phases: 1 ASR alignment, 2 question answering (projector only), 2b question answering with LoRA on the LLM,
+# 3 SST + LoRA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CFG=configs/train/speechpress-smol
@@ -35,7 +36,7 @@ fi
 # train-state/ (SAVE_STATE above): trainable weights, optimizer, scheduler and RNG (safetensors + JSON) and the
 # loss log, exactly as the run left them.
 BUNDLE=src/speechpress/assets/speechpress-smol
-for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase3-sst:phase3}; do
+for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase2b-qa-lora:phase2b phase3-sst:phase3}; do
   config=${phase%%:*} name=${phase##*:} out=$RUNS/${phase##*:}
   if [ ! -f "$out/model/config.json" ] && [ -f "train-state/speechpress-smol/$name/model/config.json" ]; then
     mkdir -p "$out" && cp -r "train-state/speechpress-smol/$name/model" "$out/model"   # finished in an earlier session
@@ -51,9 +52,9 @@ for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase3-sst:phase3}; do
     fi
     speechpress train "$CFG/$config.yaml" train.progress=false
   fi
-  # The bundle, the default model: phase 2's trained parts only (the projector) in fp16, referencing the packaged
-  # bases by sha256; a few MB, shipped as package data. Phase 3 (LoRA merged into the LLM) stays a run folder.
-  if [ "$name" = phase2 ] && [ ! -f "$BUNDLE/config.json" ]; then
+  # The bundle: a phase's trained parts only (projector, LLM weights LoRA changed) in fp16, referencing the packaged
+  # bases by sha256, shipped as package data. Which phase is bundled is decided on the results (docs/train.md).
+  if [ "$name" = "${BUNDLE_PHASE:-none}" ] && [ ! -f "$BUNDLE/config.json" ]; then
     python3 -c "from speechpress.model.speechlm import SpeechLM; SpeechLM.from_pretrained('$out/model').save_pretrained('$BUNDLE', dtype='fp16')"
     echo "bundled $out/model into $BUNDLE"
   fi

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Regenerate the speechpress-smol results (README "Default model"): `speechpress eval` on the test split (seed 9,
+# never used in training), then `speechpress report`. Every run reads the encoder cache, so each recording is
+# encoded once for the whole sweep; a finished run is skipped on a rerun, an interrupted one resumes.
+#   90 s: the uncompressed baseline; avgpool, random, downsample, segment at k = 2, 4, 8, 16; SpeechPrune at 4 and
+#         8; the KV presses knorm, streamingllm, tova and snapkv at 4; truncate (the first 30 s, what most speech
+#         LLMs do).
+#   5 min: the baseline, avgpool, random and SpeechPrune at 4.
+# Env: MODEL (default: the bundled model), OUT, ASR_ROWS, STAGES ("90s 5min"). About 1.5 h on 2 quiet CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${MODEL:-src/speechpress/assets/speechpress-smol}
+OUT=${OUT:-results/speechpress-smol}
+ASR_ROWS=${ASR_ROWS:-12}
+STAGES=${STAGES:-90s 5min}
+
+[ -f corpus/test.jsonl ] || speechpress synth --out corpus --seed 9 --split test --durations 90 5m --hours 1
+# The benchmarks: the first ASR_ROWS short utterances and every question with a short answer (multiple choice and
+# numbers) on the test recordings of one length. Whole-recording transcripts and summaries are left out (answers
+# of hundreds of tokens at about 30 ms each on CPU).
+python3 - "$ASR_ROWS" <<'PY'
+import json, sys
+asr, short = [], {90.0: [], 300.0: []}
+for line in open("corpus/test.jsonl"):
+    r = json.loads(line)
+    if r["task"] == "asr_short":
+        asr.append(line)
+    elif r["task"] not in ("asr_long", "summary"):
+        short[r["duration"]].append(line)
+open("corpus/test-90s.jsonl", "w").writelines(asr[: int(sys.argv[1])] + short[90.0])
+open("corpus/test-5min.jsonl", "w").writelines(short[300.0])
+print(f"corpus/test-90s.jsonl: {int(sys.argv[1])} utterances + {len(short[90.0])} questions; "
+      f"corpus/test-5min.jsonl: {len(short[300.0])} questions")
+PY
+
+CACHE=(--encoder-cache "$OUT/encoder-cache" --max-new-tokens 24 --no-progress)
+for stage in $STAGES; do
+  COMMON=(--benchmark "corpus/test-$stage.jsonl" --name "test-s9-$stage" --out "$OUT" "${CACHE[@]}")
+  if [ "$stage" = 90s ]; then
+    speechpress eval --model "$MODEL" --press identity "${COMMON[@]}"
+    speechpress eval --model "$MODEL" --press avgpool random downsample segment --ratio 2 4 8 16 "${COMMON[@]}"
+    speechpress eval --model "$MODEL" --press speechprune --ratio 4 8 "${COMMON[@]}"   # a prefill per question
+    speechpress eval --model "$MODEL" --press knorm streamingllm tova snapkv --ratio 4 "${COMMON[@]}"
+    speechpress eval --model "$MODEL" --press truncate "${COMMON[@]}"
+  else
+    speechpress eval --model "$MODEL" --press identity avgpool:4 random:4 speechprune:4 "${COMMON[@]}"
+  fi
+done
+speechpress report "$OUT"
