@@ -36,6 +36,7 @@ from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_
 from speechpress.presses import AudioTokens, Press, PressContext
 from speechpress.presses.chain import build_chain, new_press, token_presses
 from speechpress.presses.base import segment_mean
+from speechpress.presses.streaming import streaming_prefix
 
 
 @dataclass
@@ -195,13 +196,20 @@ class SpeechLM(nn.Module):
         return ResolvedChain((press.to(self.device) for press in chain), model_id=id(self))
 
     # ------------------------------------------------------------------------------------- audio
-    @torch.no_grad()  # never for training (that runs encode_feature_windows): no graph kept over an hour of frames
     def encode(self, audio, batch_windows: int = 8, progress: bool = False) -> AudioTokens:
         """Encoder frames of the whole recording (batch of one), pooled by ``encoder_pool``, with time spans and
         the recording's ``duration``. A path is decoded window by window (``audio.stream_audio``): the waveform
         and the mel are never whole in memory, only ``batch_windows`` windows of them; an array or
         :class:`Audio` is windowed in memory. Both give the same tokens."""
+        return self.encode_pressed(audio, (), batch_windows, progress)[0]
+
+    @torch.no_grad()  # never for training (that runs encode_feature_windows): no graph kept over an hour of frames
+    def encode_pressed(self, audio, presses=(), batch_windows: int = 8, progress: bool = False) -> tuple[AudioTokens, int]:
+        """:meth:`encode` with ``presses`` (a chain's ``streaming_prefix``) run on the tokens as each batch of
+        windows is encoded, so only their output is kept; and the count of encoder tokens that went in."""
         from tqdm import tqdm
+
+        from speechpress.presses.streaming import StreamingPresses
 
         from speechpress.audio import header_seconds, stream_audio
         from speechpress.features import iter_stream_feature_windows
@@ -217,7 +225,7 @@ class SpeechLM(nn.Module):
             known = len(samples) / cfg.sample_rate
             windows = num_windows(len(samples), cfg.window_seconds, cfg.sample_rate)
             batches = iter_feature_windows(samples, cfg.num_mel_bins, cfg.window_seconds, cfg.sample_rate, batch_windows)
-        embeddings, spans = [], []
+        stream = StreamingPresses(list(presses))
         bar = tqdm(total=windows, desc="encoding", unit="window", leave=False, disable=None if progress and windows > batch_windows else True)
 
         def run(batch, cap: float) -> None:
@@ -225,8 +233,7 @@ class SpeechLM(nn.Module):
             for frames, frame_spans in self.encode_feature_windows(batch, [cap] * len(batch)):
                 if frames.shape[0] == 0:  # a last sliver of audio that "drop" pooling discards
                     continue
-                embeddings.append(frames)
-                spans.append(frame_spans)
+                stream.push(frames, frame_spans)
 
         # Spans are capped at the recording's end. A stream learns it at its last batch, so each batch is encoded
         # once the next one exists (capped at infinity: its windows end before the recording does).
@@ -238,10 +245,10 @@ class SpeechLM(nn.Module):
         duration = known if known is not None else (held[-1].index * per_window + held[-1].valid_samples) / cfg.sample_rate
         run(held, duration)
         bar.close()
-        if not embeddings:
+        if not stream.tokens_in:
             raise AudioError(f"{duration:.3f} s of audio gives this model no audio tokens; it is too short")
-        emb = torch.cat(embeddings)
-        return AudioTokens(emb[None], torch.tensor([emb.shape[0]]), torch.cat(spans)[None], duration=duration)
+        emb, spans = stream.finish()
+        return AudioTokens(emb[None], torch.tensor([emb.shape[0]]), spans[None], duration=duration), stream.tokens_in
 
     def encode_feature_windows(self, windows: list, durations: list[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(tokens [n, D], time spans [n, 2]) of each 30 s feature window, in one encoder batch; ``durations`` are
@@ -335,11 +342,17 @@ class SpeechLM(nn.Module):
             names = ", ".join(p.name for p in chain if p.query_aware)
             raise PressError(f"press {names} reads the question: prefill with question=...")
         start = time.perf_counter()
-        tokens = self.encode(audio, progress=progress) if encoded is None else encoded
+        if encoded is None:
+            self.check_fits(audio, chain)  # before hours of encoding, not after
+            # Uniform presses at the chain's start run as the audio is encoded: an hour of encoder output is
+            # never whole in memory, only what they keep.
+            streamed = streaming_prefix(chain)
+            tokens, encoder_tokens = self.encode_pressed(audio, streamed, progress=progress)
+        else:
+            streamed, tokens, encoder_tokens = [], encoded, int(encoded.lengths[0])
         duration = tokens.duration if tokens.duration is not None else self.as_audio(audio).duration
-        encoder_tokens = int(tokens.lengths[0])
         query = self.embed_ids(self.tokenizer(question, add_special_tokens=False)["input_ids"]) if query_aware else None
-        tokens = self.press_tokens(tokens, chain, query)
+        tokens = self.press_tokens(tokens, chain[len(streamed):], query)
         n = int(tokens.lengths[0])
         prefix_ids, _ = self.prompt_ids(None)
         stage = chain[-1] if chain else new_press(self.config, "identity")
@@ -360,6 +373,22 @@ class SpeechLM(nn.Module):
             query_in_compression=query_aware,
             prefill_seconds=time.perf_counter() - start,
         )
+
+    def check_fits(self, audio, chain) -> None:
+        """Refuse, from its length alone (a file's header), audio that will not fit the LLM's positions at this
+        compression, before it is encoded; :meth:`check_audio_positions` checks the exact count later."""
+        from speechpress.audio import header_seconds
+        from speechpress.model.lengths import audio_token_count
+
+        if isinstance(audio, (str, os.PathLike)):
+            seconds = header_seconds(audio)
+        else:
+            seconds = len(audio.samples if isinstance(audio, Audio) else audio) / self.config.sample_rate
+        n = audio_token_count(int(seconds * self.config.sample_rate), self.config)
+        for press in token_presses(chain):
+            n = press.output_length(n, seconds)
+        stage = chain[-1] if chain else new_press(self.config, "identity")
+        self.check_audio_positions(len(self.prompt_ids(None)[0]), stage.prefill_positions(n, seconds), seconds)
 
     def check_audio_positions(self, prefix_tokens: int, audio_positions: int, duration_s: float) -> None:
         """Refuse audio whose positions run past the LLM's before any LLM forward, saying how much audio fits

@@ -11,6 +11,7 @@ class AvgPoolPress(Press):
     name = "avgpool"
     description = "uniform average pooling of k consecutive frames (Bhati et al.)"
     paper = "the paper's method as is"
+    uniform = True
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
         starts, ends = self.uniform_groups(embeddings.shape[0], self.target(spans))

@@ -118,6 +118,9 @@ class Press(nn.Module):
     variable_length: ClassVar[bool] = False
     # True when the press has a target of its own (hfq's 50 tokens per window), so it needs no ratio.
     default_target: ClassVar[bool] = False
+    # True when, at a whole ratio k, the press acts on consecutive groups of k tokens from the row's start, each
+    # on its own (uniform pooling, downsampling): it can then run while the recording is being encoded.
+    uniform: ClassVar[bool] = False
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -166,13 +169,25 @@ class Press(nn.Module):
         """The output length of one row with ``spans`` [n, 2]."""
         return self.output_length(spans.shape[0], span_duration(spans))
 
+    def whole_ratio(self) -> int | None:
+        """k when the target is a whole ratio k (not a tokens-per-second target), else None."""
+        k = self.ratio
+        if self.tokens_per_second is None and k is not None and float(k).is_integer():
+            return int(k)
+        return None
+
+    def stream_group(self) -> int | None:
+        """Tokens per independent group when the press can run on a recording while it is encoded, holding only
+        an unfinished group (``presses.streaming``); None when it needs the whole row."""
+        return self.whole_ratio() if self.uniform else None
+
     def uniform_groups(self, n: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Contiguous groups (starts, ends) for uniform pooling or sampling: a whole ratio k gives kernel-k,
         stride-k groups (the last may be shorter, exactly like ``x[::k]``); otherwise ``n_out`` equal groups."""
-        k = self.ratio
-        if self.tokens_per_second is None and k is not None and float(k).is_integer():
-            starts = torch.arange(0, n, int(k))
-            return starts, torch.clamp(starts + int(k), max=n)
+        k = self.whole_ratio()
+        if k is not None:
+            starts = torch.arange(0, n, k)
+            return starts, torch.clamp(starts + k, max=n)
         return equal_groups(n, n_out)
 
     def compress_row(

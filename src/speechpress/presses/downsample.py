@@ -17,6 +17,7 @@ class DownsamplePress(Press):
     description = "uniform downsampling: keep the first frame of every k (Bhati et al.)"
     paper = "the paper's method as is"
     space = "encoder"
+    uniform = True
 
     def compress_row(self, embeddings, spans, context: PressContext, index: int):
         starts, ends = self.uniform_groups(embeddings.shape[0], self.target(spans))
