@@ -239,6 +239,33 @@ def test_uncompressed_steps_train_the_plain_path_and_equal_the_qa_objective(corp
     assert [r["alpha"] for r in log_rows(tmp_path / "out")] == [2, 2, "uncompressed"]
 
 
+def test_a_checkpoint_exports_to_the_model_the_finished_run_saves(corpus, frame_cache, tmp_path, capsys):
+    """`speechpress train CFG --export CKPT DIR`: the last checkpoint gives exactly the run's final model (LoRA
+    merged), an earlier one another model; a bad checkpoint is one error line."""
+    from speechpress.cli import main
+    from speechpress.model.speechlm import SpeechLM
+
+    out = tmp_path / "run"
+    cfg = base(corpus, out, frame_cache, recipe="lora", press={"name": "avgpool", "ratio": 4}, lora={"r": 4},
+               train={"steps": 2, "checkpoint_every": 1, "trainable": ["projector", "lora"]})
+    cfg_file = tmp_path / "cfg.yaml"
+    import yaml
+
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    train(load_config(cfg_file), log=lambda *_: None)
+    final = SpeechLM.from_pretrained(out / "model").state_dict()
+    assert main(["train", str(cfg_file), "--export", str(out / "checkpoints" / "step-0000002"), str(tmp_path / "two")]) == 0
+    exported = SpeechLM.from_pretrained(tmp_path / "two").state_dict()
+    assert final.keys() == exported.keys() and all(torch.equal(final[k], exported[k]) for k in final)
+    assert main(["train", str(cfg_file), "--export", str(out / "checkpoints" / "step-0000001"), str(tmp_path / "one")]) == 0
+    earlier = SpeechLM.from_pretrained(tmp_path / "one").state_dict()
+    assert any(not torch.equal(final[k], earlier[k]) for k in final)
+    capsys.readouterr()
+    assert main(["train", str(cfg_file), "--export", str(tmp_path), str(tmp_path / "three")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a training checkpoint" in err and not (tmp_path / "three").exists()
+
+
 def test_a_stage_with_a_set_of_alphas_draws_one_per_interval_reproducibly():
     """The paper's alpha_i: each interval's ratio drawn from the stage's set, the same draw on a resumed run."""
     from speechpress.presses.summary_tokens import SummaryTokenPress

@@ -333,9 +333,39 @@ def truncate_log(path: Path, step: int) -> None:
 # ------------------------------------------------------------------------------------------- outputs
 
 
-def save_outputs(cfg: TrainConfig, objective, out: Path) -> Path:
-    """The trained model via ``save_pretrained`` (LoRA merged into the LLM unless lora.merge is false, then
-    the adapter goes to ``output_dir/lora``), and the CTC head beside it for the ctc recipe."""
+def export_checkpoint(cfg: TrainConfig, checkpoint: str | Path, model_dir: str | Path) -> Path:
+    """The model a finished run would save, from one of its checkpoints: a run can be evaluated while it trains.
+    The config must be the run's (it rebuilds the same trainable parts: presses, LoRA)."""
+    from safetensors.torch import load_file
+
+    from speechpress.train.data import AudioStore
+    from speechpress.train.recipes import build_objective
+
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "trainable.safetensors").is_file() or not (checkpoint / "state.json").is_file():
+        raise ConfigError(f"{checkpoint}: not a training checkpoint (no trainable.safetensors and state.json)")
+    state = json.loads((checkpoint / "state.json").read_text())
+    if state.get("recipe") != cfg.recipe:
+        raise ConfigError(f"{checkpoint}: written by the {state.get('recipe')!r} recipe, the config is {cfg.recipe!r}")
+    torch.manual_seed(cfg.seed)
+    model = load_initial_model(cfg)
+    torch.manual_seed(cfg.seed)
+    objective = build_objective(cfg, model, AudioStore(model.config.sample_rate), None)
+    params = {n: p for n, p in objective.named_parameters() if p.requires_grad}
+    weights = load_file(str(checkpoint / "trainable.safetensors"))
+    if set(weights) != set(params):
+        missing, extra = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
+        raise ConfigError(f"{checkpoint}: trainable parameters differ from this config (missing {missing[:3]}, unexpected {extra[:3]})")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(weights[n].to(p.device, p.dtype))
+    return save_outputs(cfg, objective, Path(model_dir), model_dir=Path(model_dir))
+
+
+def save_outputs(cfg: TrainConfig, objective, out: Path, model_dir: Path | None = None) -> Path:
+    """The trained model via ``save_pretrained`` into ``model_dir`` (default ``out/model``; LoRA merged into the
+    LLM unless lora.merge is false, then the adapter goes to ``out/lora``), and the CTC head in ``out`` for the
+    ctc recipe."""
     model = objective.model
     if cfg.lora is not None:
         if cfg.lora.merge:
@@ -353,5 +383,6 @@ def save_outputs(cfg: TrainConfig, objective, out: Path) -> Path:
             head = {k: v.detach().cpu().contiguous() for k, v in objective.head.state_dict().items()}
             save_file(head, str(tmp), metadata={"alphabet": CTC_ALPHABET, "frames": cfg.train.ctc_frames})
     model.eval()
-    model.save_pretrained(out / "model")
-    return out / "model"
+    model_dir = model_dir or out / "model"
+    model.save_pretrained(model_dir)
+    return model_dir

@@ -15,6 +15,9 @@ def register(sub) -> None:
     )
     p.add_argument("config", help="YAML training config")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=50 output_dir=runs/x")
+    p.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "DIR"), default=None,
+                   help="instead of training, write the model the run would save from one of its checkpoints "
+                   "(OUTPUT_DIR/checkpoints/step-N) into DIR, to evaluate a run while it trains; the run is not touched")
     p.set_defaults(func=run)
 
 
@@ -23,6 +26,19 @@ def run(args) -> int:
     from speechpress.train import load_config, train
 
     cfg = load_config(args.config, args.overrides)
+    if args.export:
+        from pathlib import Path
+
+        from speechpress.errors import ConfigError
+        from speechpress.train.loop import export_checkpoint
+
+        checkpoint, target = args.export
+        if Path(target).exists():
+            raise ConfigError(f"{target} already exists; choose a new folder for the exported model")
+        with output_dir(Path(target).parent):
+            path = export_checkpoint(cfg, checkpoint, target)
+        print(f"wrote {path} (from {checkpoint})")
+        return 0
     with output_dir(cfg.output_dir):  # checked before data or model are loaded; a failed write is one error line
         train(cfg)
     return 0
