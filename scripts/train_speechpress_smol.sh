@@ -13,7 +13,15 @@ CFG=configs/train/speechpress-smol
 RUNS=runs/speechpress-smol
 
 # To carry an unfinished phase to the next session: SAVE_STATE=phase1 bash scripts/train_speechpress_smol.sh
-# copies its latest checkpoint and log into train-state/ (commit them) and stops.
+# copies its latest checkpoint and log into train-state/ (commit them) and stops; SAVE_FINAL=phase2b keeps only
+# a finished phase's last trainable weights (its model is re-exported from them).
+if [ -n "${SAVE_FINAL:-}" ]; then   # a finished phase: its last trainable weights only (no optimizer state)
+  last=$(ls -d "$RUNS/$SAVE_FINAL"/checkpoints/step-* | tail -1)
+  rm -rf "train-state/speechpress-smol/$SAVE_FINAL" && mkdir -p "train-state/speechpress-smol/$SAVE_FINAL/final"
+  cp "$last/trainable.safetensors" "$last/state.json" "train-state/speechpress-smol/$SAVE_FINAL/final/"
+  cp "$RUNS/$SAVE_FINAL/log.jsonl" "train-state/speechpress-smol/$SAVE_FINAL/"
+  echo "saved the final weights of $last to train-state/speechpress-smol/$SAVE_FINAL/final"; exit 0
+fi
 if [ -n "${SAVE_STATE:-}" ]; then
   last=$(ls -d "$RUNS/$SAVE_STATE"/checkpoints/step-* | tail -1)
   rm -rf "train-state/speechpress-smol/$SAVE_STATE" && mkdir -p "train-state/speechpress-smol/$SAVE_STATE"
@@ -40,6 +48,11 @@ for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase2b-qa-lora:phase2
   config=${phase%%:*} name=${phase##*:} out=$RUNS/${phase##*:}
   if [ ! -f "$out/model/config.json" ] && [ -f "train-state/speechpress-smol/$name/model/config.json" ]; then
     mkdir -p "$out" && cp -r "train-state/speechpress-smol/$name/model" "$out/model"   # finished in an earlier session
+  fi
+  # A finished phase whose model is too big to commit (LoRA merged into the LLM) is kept as its last trainable
+  # weights (train-state/.../final: trainable.safetensors + state.json) and exported again here.
+  if [ ! -f "$out/model/config.json" ] && [ -f "train-state/speechpress-smol/$name/final/state.json" ]; then
+    mkdir -p "$out" && speechpress train "$CFG/$config.yaml" --export "train-state/speechpress-smol/$name/final" "$out/model"
   fi
   if [ -f "$out/model/config.json" ]; then
     echo "$out: finished, skipped"
