@@ -58,7 +58,7 @@ def add_model_args(p) -> None:
         default=None,
         help="model directory (from training or `speechpress init-model`), a Qwen2-Audio or Qwen2.5-Omni checkpoint "
         "directory, or a hub id of either (e.g. Qwen/Qwen2-Audio-7B-Instruct; needs a network the first time); "
-        "default: the bundled speechpress-smol",
+        "default: the bundled speechpress-tiny",
     )
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="weights dtype (default: the checkpoint's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ..., or auto (a checkpoint spread over every GPU by "
@@ -107,20 +107,15 @@ def generation_kwargs(args) -> dict:
     )
 
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-# The default model: the trained projector of speechpress-smol, which references its pretrained bases (Whisper
-# base, SmolLM2-135M-Instruct, installed as packages by scripts/setup.sh) by sha256. speechpress-tiny, the model
-# trained from scratch before pretrained parts reached this machine, still ships (`--model` its folder).
-BUNDLED_MODEL = ASSETS / "speechpress-smol"
-BUNDLED_TINY = ASSETS / "speechpress-tiny"
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "speechpress-tiny"
 
 
 def bundled_model(path: Path = BUNDLED_MODEL) -> Path:
-    """The default ``--model``: the speechpress-smol checkpoint shipped inside the package."""
+    """The speechpress-tiny checkpoint shipped inside the package (the default ``--model``)."""
     from speechpress.errors import ConfigError
 
     if not (path / "config.json").is_file():
-        raise ConfigError(f"{path}: the bundled {path.name} model is missing from this install; pass --model DIR")
+        raise ConfigError(f"{path}: the bundled speechpress-tiny model is missing from this install; pass --model DIR")
     return path
 
 

@@ -1,7 +1,7 @@
 """`speechpress demo`: see speechpress work on a fresh machine, with nothing downloaded.
 
 It renders a multi-speaker recording with espeak-ng (a few seconds for five minutes), loads the trained
-speechpress-smol model that ships with the package (its bases come from installed packages), and answers the recording's questions uncompressed and
+speechpress-tiny model that ships with the package, and answers the recording's questions uncompressed and
 compressed, from one prefill per press, printing the answers beside the gold ones and what each press cost.
 """
 
@@ -23,13 +23,13 @@ def register(sub) -> None:
         "demo",
         help="answer questions about a generated 5-minute recording, uncompressed and compressed (no downloads)",
         description=(
-            "Render a multi-speaker recording with espeak-ng, load the bundled speechpress-smol model (or --model), "
+            "Render a multi-speaker recording with espeak-ng, load the bundled speechpress-tiny model (or --model), "
             "and answer its questions with no compression and with each --press, one prefill per press. Prints the "
             "answers beside the gold ones, the audio tokens that reach the LLM, the KV cache they leave, the time, "
             "and the peak memory."
         ),
     )
-    p.add_argument("--model", default=None, help=f"model directory (default: the bundled speechpress-smol, {BUNDLED})")
+    p.add_argument("--model", default=None, help=f"model directory (default: the bundled speechpress-tiny, {BUNDLED})")
     p.add_argument("--minutes", type=float, default=5.0, help="length of the generated recording (default 5)")
     p.add_argument("--seed", type=int, default=20261123, help="recording seed (default 20261123, never used in training)")
     p.add_argument(
