@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Regenerate the speechpress-smol results (README "Default model"): `speechpress eval` on the test split (seed 9,
-# never used in training), then `speechpress report`. Every run reads the encoder cache, so each recording is
+# Regenerate the speechpress-smol results (docs/train.md, results/speechpress-smol/): `speechpress eval` on the
+# test split (seed 9, never used in training), then `speechpress report`. Every run reads the encoder cache, so each recording is
 # encoded once for the whole sweep; a finished run is skipped on a rerun, an interrupted one resumes.
 #   90 s: the uncompressed baseline; avgpool, random, downsample, segment at k = 2, 4, 8, 16; SpeechPrune at 4 and
 #         8; the KV presses knorm, streamingllm, tova and snapkv at 4; truncate (the first 30 s, what most speech
 #         LLMs do).
 #   5 min: the baseline, avgpool, random and SpeechPrune at 4.
-# Env: MODEL (default: the bundled model), OUT, ASR_ROWS, STAGES ("90s 5min"). About 1.5 h on 2 quiet CPU cores.
+# Env: MODEL (default: the phase-2b model that scripts/train_speechpress_smol.sh writes), OUT, ASR_ROWS, STAGES
+# ("90s 5min"). Not yet run whole: the 90 s identity run takes about 1.5 min and a x2-x4 run about 1 min on 2 quiet
+# cores; SpeechPrune (a prefill per question), the KV presses and the 5-minute stage cost more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${MODEL:-src/speechpress/assets/speechpress-smol}
+MODEL=${MODEL:-runs/speechpress-smol/phase2b/model}
 OUT=${OUT:-results/speechpress-smol}
 ASR_ROWS=${ASR_ROWS:-12}
 STAGES=${STAGES:-90s 5min}

@@ -342,8 +342,9 @@ class SpeechLM(nn.Module):
             names = ", ".join(p.name for p in chain if p.query_aware)
             raise PressError(f"press {names} reads the question: prefill with question=...")
         start = time.perf_counter()
+        prefix_ids, _ = self.prompt_ids(None)
         if encoded is None:
-            self.check_fits(audio, chain)  # before hours of encoding, not after
+            self.check_fits(audio, chain, len(prefix_ids))  # before hours of encoding, not after
             # Uniform presses at the chain's start run as the audio is encoded: an hour of encoder output is
             # never whole in memory, only what they keep.
             streamed = streaming_prefix(chain)
@@ -354,7 +355,6 @@ class SpeechLM(nn.Module):
         query = self.embed_ids(self.tokenizer(question, add_special_tokens=False)["input_ids"]) if query_aware else None
         tokens = self.press_tokens(tokens, chain[len(streamed):], query)
         n = int(tokens.lengths[0])
-        prefix_ids, _ = self.prompt_ids(None)
         stage = chain[-1] if chain else new_press(self.config, "identity")
         self.check_audio_positions(len(prefix_ids), stage.prefill_positions(n, duration), duration)
         observe = {"question_embeds": query.to(self.dtype)} if stage.query_aware and stage.space == "kv" else {}
@@ -374,7 +374,7 @@ class SpeechLM(nn.Module):
             prefill_seconds=time.perf_counter() - start,
         )
 
-    def check_fits(self, audio, chain) -> None:
+    def check_fits(self, audio, chain, prefix_tokens: int) -> None:
         """Refuse, from its length alone (a file's header), audio that will not fit the LLM's positions at this
         compression, before it is encoded; :meth:`check_audio_positions` checks the exact count later."""
         from speechpress.audio import header_seconds
@@ -388,7 +388,7 @@ class SpeechLM(nn.Module):
         for press in token_presses(chain):
             n = press.output_length(n, seconds)
         stage = chain[-1] if chain else new_press(self.config, "identity")
-        self.check_audio_positions(len(self.prompt_ids(None)[0]), stage.prefill_positions(n, seconds), seconds)
+        self.check_audio_positions(prefix_tokens, stage.prefill_positions(n, seconds), seconds)
 
     def check_audio_positions(self, prefix_tokens: int, audio_positions: int, duration_s: float) -> None:
         """Refuse audio whose positions run past the LLM's before any LLM forward, saying how much audio fits

@@ -298,25 +298,29 @@ def save_checkpoint(root: Path, step: int, objective, named, optimizer, schedule
 
 
 def load_checkpoint(path: Path, objective, named, optimizer, scheduler, rank: int, world: int, cfg: TrainConfig) -> int:
-    from safetensors.torch import load_file
-
     state = json.loads((path / "state.json").read_text())
     for key in ("recipe", "seed", "batch_size"):
         if state[key] != getattr(cfg, key, None) and state[key] != getattr(cfg.train, key, None):
             raise ConfigError(f"{path}: was written with {key}={state[key]!r}; this config differs, so it cannot resume it")
+    load_trainable(path, dict(named))
+    optimizer.load_state_dict(load_state(path, f"optimizer-{rank}" if state.get("fsdp") else "optimizer-0"))
+    scheduler.load_state_dict(load_state(path, "scheduler"))
+    if state["world_size"] == world and ((path / f"rng-{rank}.json").is_file() or (path / f"rng-{rank}.pt").is_file()):
+        _set_rng_state(load_state(path, f"rng-{rank}"))
+    return int(state["step"])
+
+
+def load_trainable(path: Path, params: dict) -> None:
+    """Copy a checkpoint's trainable weights into ``params`` (name -> parameter), which must match them exactly."""
+    from safetensors.torch import load_file
+
     weights = load_file(str(path / "trainable.safetensors"))
-    params = dict(named)
     if set(weights) != set(params):
         missing, extra = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
         raise ConfigError(f"{path}: trainable parameters differ from this config (missing {missing[:3]}, unexpected {extra[:3]})")
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(weights[n].to(p.device, p.dtype))
-    optimizer.load_state_dict(load_state(path, f"optimizer-{rank}" if state.get("fsdp") else "optimizer-0"))
-    scheduler.load_state_dict(load_state(path, "scheduler"))
-    if state["world_size"] == world and ((path / f"rng-{rank}.json").is_file() or (path / f"rng-{rank}.pt").is_file()):
-        _set_rng_state(load_state(path, f"rng-{rank}"))
-    return int(state["step"])
 
 
 def truncate_log(path: Path, step: int) -> None:
@@ -336,8 +340,6 @@ def truncate_log(path: Path, step: int) -> None:
 def export_checkpoint(cfg: TrainConfig, checkpoint: str | Path, model_dir: str | Path) -> Path:
     """The model a finished run would save, from one of its checkpoints: a run can be evaluated while it trains.
     The config must be the run's (it rebuilds the same trainable parts: presses, LoRA)."""
-    from safetensors.torch import load_file
-
     from speechpress.train.data import AudioStore
     from speechpress.train.recipes import build_objective
 
@@ -351,14 +353,7 @@ def export_checkpoint(cfg: TrainConfig, checkpoint: str | Path, model_dir: str |
     model = load_initial_model(cfg)
     torch.manual_seed(cfg.seed)
     objective = build_objective(cfg, model, AudioStore(model.config.sample_rate), None)
-    params = {n: p for n, p in objective.named_parameters() if p.requires_grad}
-    weights = load_file(str(checkpoint / "trainable.safetensors"))
-    if set(weights) != set(params):
-        missing, extra = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
-        raise ConfigError(f"{checkpoint}: trainable parameters differ from this config (missing {missing[:3]}, unexpected {extra[:3]})")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(weights[n].to(p.device, p.dtype))
+    load_trainable(checkpoint, {n: p for n, p in objective.named_parameters() if p.requires_grad})
     return save_outputs(cfg, objective, Path(model_dir), model_dir=Path(model_dir))
 
 
