@@ -2,6 +2,7 @@
 when anything that decides encoder outputs changes, the size bound, damaged entries and concurrent writers."""
 
 import multiprocessing as mp
+import time
 
 import pytest
 import torch
@@ -83,7 +84,6 @@ def _entry(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_the_folder_bound_evicts_the_least_recently_used_entry(tmp_path):
     import os
-    import time
 
     cache = FrameCache(tmp_path, "fp", max_memory_items=0)
     for i, key in enumerate("abc"):
@@ -117,28 +117,30 @@ def test_a_damaged_entry_is_encoded_again(tmp_path):
     assert read.duration == tokens.duration and torch.equal(read.spans, tokens.spans) and seconds > 0
 
 
-def _writer(directory, key, seed, n, queue):
+def _writer(directory, key, seconds):
     cache = FrameCache(directory, "fp", max_memory_items=0)
-    frames = torch.full((n, 64), float(seed))
-    for _ in range(30):
-        cache.put(key, frames, torch.zeros(n, 2, dtype=torch.float64), duration=float(seed))
-        got = FrameCache(directory, "fp", max_memory_items=0).get_entry(key)
-        if got is None or got[0].shape != (n, 64) or got[2]["duration"] != float(int(got[0][0, 0])):
-            queue.put("torn")
-            return
-    queue.put("ok")
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        value, i = float(i % 2 + 1), i + 1
+        cache.put(key, torch.full((2000, 64), value), torch.zeros(2000, 2, dtype=torch.float64), duration=value)
 
 
-def test_two_processes_writing_one_entry_never_leave_a_torn_file(tmp_path):
-    """Shards of one sweep write the same key: every read sees one whole write (atomic rename), never a mix."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path), "shared", seed, 2000, queue)) for seed in (1, 2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert sorted(queue.get(timeout=5) for _ in procs) == ["ok", "ok"]
+def test_a_read_beside_another_process_rewriting_the_entry_sees_one_whole_write(tmp_path):
+    """Shards of one sweep write the same key: every read pairs the frames with the scalars of the same write.
+    (safetensors' safe_open reads the header and the tensors through two opens of the path; beside a writer
+    it mixed two writes about 35 times in 14,000 reads of 4 s, so this reads while another process rewrites.)"""
+    FrameCache(tmp_path, "fp").put("shared", torch.ones(2000, 64), torch.zeros(2000, 2, dtype=torch.float64),
+                                   duration=1.0)
+    proc = mp.get_context("spawn").Process(target=_writer, args=(str(tmp_path), "shared", 4.0))
+    proc.start()
+    reads, mixed = 0, []
+    while proc.is_alive():
+        got = FrameCache(tmp_path, "fp", max_memory_items=0).get_entry("shared")
+        reads += 1
+        if got is None or got[0].shape != (2000, 64) or got[2]["duration"] != float(got[0][0, 0]):
+            mixed.append(got if got is None else (float(got[0][0, 0]), got[2]))
+    proc.join(timeout=60)
+    assert proc.exitcode == 0 and reads > 100 and mixed == []
     assert [p.name for p in (tmp_path / "fp").iterdir()] == [FrameCache(tmp_path, "fp")._path("shared").name]
 
 

@@ -45,6 +45,26 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:32]
 
 
+def _read_entry(path: Path, key: str):
+    """(frames, spans, scalars) from one read of the file's bytes.
+
+    Not ``safe_open``: it reads the header and the tensors through two opens of the path, so a concurrent
+    writer's rename between them pairs one write's scalars with another's frames.
+    """
+    import json
+
+    from safetensors.torch import load
+
+    data = path.read_bytes()
+    header = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8:8 + header]).get("__metadata__") or {}
+    if meta.get("key", key) != key:  # a hash collision of two keys: treat as a miss
+        raise KeyError(key)
+    tensors = load(data)
+    return (tensors["frames"], tensors["spans"],
+            {k[7:]: float(v) for k, v in meta.items() if k.startswith("scalar:")})
+
+
 class FrameCache:
     """Encoder outputs (pooled tokens, spans and optional scalars) per audio stretch.
 
@@ -74,16 +94,9 @@ class FrameCache:
             self.memory.move_to_end(key)
             return self.memory[key]
         if self.dir is not None and self._path(key).is_file():
-            from safetensors import safe_open
-
             path = self._path(key)
             try:
-                with safe_open(str(path), framework="pt") as f:
-                    meta = f.metadata() or {}
-                    if meta.get("key", key) != key:  # a hash collision of two keys: treat as a miss
-                        raise KeyError(key)
-                    value = (f.get_tensor("frames"), f.get_tensor("spans"),
-                             {k[7:]: float(v) for k, v in meta.items() if k.startswith("scalar:")})
+                value = _read_entry(path, key)
                 self._remember(key, value)
                 try:
                     os.utime(path)  # recently used: the bound evicts others first
