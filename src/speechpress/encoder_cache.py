@@ -19,7 +19,8 @@ import torch
 
 def encoder_fingerprint(model) -> str:
     """A hash of everything that decides encoder outputs: the encoder's weights and dtype, its config, the
-    front end (window, sample rate) and the pooling (factor, mode, tail)."""
+    front end (window, sample rate) and the pooling (factor, mode, tail). An int8 encoder
+    (``SpeechLM.quantize_encoder_int8``) hashes its integer weights, scales and zero points, and a marker."""
     h = hashlib.sha256()
     cfg = model.config
     front = (sorted(cfg.encoder.items()), cfg.encoder_pool, cfg.encoder_pool_tail, cfg.window_seconds, cfg.sample_rate)
@@ -28,12 +29,41 @@ def encoder_fingerprint(model) -> str:
     # those caches stay valid.
     if cfg.encoder_pool_mode != "mean":
         h.update(f"pool_mode={cfg.encoder_pool_mode}".encode())
-    for name, tensor in sorted(model.encoder.state_dict().items()):
+    state = sorted(model.encoder.state_dict().items())
+    # A dynamically quantized Linear's state holds packed (int8 weight, bias) tuples and dtype entries. An fp32
+    # encoder hashes exactly the bytes it always did (the caches on disk are keyed by them).
+    if any(not _plain_tensor(value) for _, value in state):
+        h.update(b"int8-dynamic")
+    for name, value in state:
         h.update(name.encode())
-        if tensor.dtype != torch.float32:
-            h.update(str(tensor.dtype).encode())
-        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        _hash_value(h, value)
     return h.hexdigest()[:16]
+
+
+def _plain_tensor(value) -> bool:
+    return isinstance(value, torch.Tensor) and not value.is_quantized
+
+
+def _hash_value(h, value) -> None:
+    if _plain_tensor(value):
+        if value.dtype != torch.float32:
+            h.update(str(value.dtype).encode())
+        h.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    elif isinstance(value, torch.Tensor):  # a quantized weight: exactly its integers, scale(s) and zero point(s)
+        h.update(f"{value.dtype}|{value.qscheme()}|{tuple(value.shape)}".encode())
+        if value.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+            h.update(repr((float(value.q_scale()), int(value.q_zero_point()))).encode())
+        else:
+            h.update(f"axis={value.q_per_channel_axis()}".encode())
+            for part in (value.q_per_channel_scales(), value.q_per_channel_zero_points()):
+                _hash_value(h, part)
+        h.update(value.int_repr().detach().to("cpu").contiguous().numpy().tobytes())
+    elif isinstance(value, (tuple, list)):
+        h.update(f"{type(value).__name__}[{len(value)}]".encode())
+        for item in value:
+            _hash_value(h, item)
+    else:  # a dtype entry, None (a Linear without bias), a number
+        h.update(repr(value).encode())
 
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

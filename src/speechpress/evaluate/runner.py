@@ -45,7 +45,9 @@ PREFILL_COLUMNS = ("duration", "press", "query_in_compression", "prefill_id", "e
                    "kv_bytes_analytic", "prefill_seconds", "encode_seconds", "encoder_cache", "prefill_flops_analytic",
                    "prefill_flops_analytic_causal", "decode_flops_per_token_analytic")
 # Settings that change what a row holds: a rerun must match them to reuse rows (limit, world size, out do not).
-IDENTITY_KEYS = ("benchmark", "model", "press", "generation", "question_template")
+IDENTITY_KEYS = ("benchmark", "model", "press", "generation", "question_template", "int8_encoder")
+# An int8 encoder's runs get a model folder of their own, so a resume never mixes them with fp32 rows.
+INT8_LABEL = "+int8-encoder"
 
 
 @dataclass
@@ -148,7 +150,9 @@ class Runner:
     def __init__(self, model_path: str, out: str | Path, *, device: str | None = None, generation: dict | None = None,
                  press_options: dict | None = None, count_flops: str = "first", progress: bool = True,
                  dist: Dist | None = None, model=None, encoder_cache: str | Path | None = None,
-                 encoder_cache_bytes: int | None = None):
+                 encoder_cache_bytes: int | None = None, int8_encoder: bool = False):
+        """``int8_encoder``: quantize the encoder to int8 once loaded (``SpeechLM.quantize_encoder_int8``, CPU
+        only); its runs go to ``OUT/<benchmark>/<model>+int8-encoder/`` and their config.json says so."""
         if count_flops not in ("first", "all", "none"):
             raise ConfigError(f"count_flops must be first, all or none, got {count_flops!r}")
         self.model_path = str(model_path)
@@ -164,6 +168,7 @@ class Runner:
         self.encoder_cache_dir = encoder_cache
         self.encoder_cache_bytes = encoder_cache_bytes
         self.encoded = None
+        self.int8_encoder = bool(int8_encoder)
         if model is None:
             check_model_path(self.model_path)
 
@@ -178,10 +183,12 @@ class Runner:
             if device == "cuda" and self.dist.world > 1:
                 device = f"cuda:{self.dist.local_rank % max(1, torch.cuda.device_count())}"
             self._model = SpeechLM.from_pretrained(self.model_path, device=device)
+        if self.int8_encoder and not getattr(self._model, "encoder_int8", False):
+            self._model.quantize_encoder_int8()
         return self._model
 
     def model_label(self) -> str:
-        return model_label(self.model_path)
+        return model_label(self.model_path) + (INT8_LABEL if self.int8_encoder else "")
 
     def encode(self, example, audio):
         """The encoder tokens of one group's audio, (tokens, encode seconds, "hit" / "miss" / "off"): through
@@ -214,6 +221,7 @@ class Runner:
             generation=self.generation,
             question_template="Example.text_prompt",
             count_flops=self.count_flops,
+            int8_encoder=self.int8_encoder,
             speechpress_version=__version__,
         )
 
@@ -372,6 +380,8 @@ def _identity(config: dict, key: str) -> str:
         value = {k: v for k, v in value.items() if k != "name"}
     if key == "press" and isinstance(value, dict):
         value = {k: value.get(k) for k in ("spec", "ratio", "tokens_per_second", "options")}
+    if key == "int8_encoder":  # runs written before the option existed are fp32
+        value = bool(value)
     return json.dumps(value, sort_keys=True)
 
 

@@ -47,10 +47,18 @@ def torch_dtype(dtype) -> torch.dtype | str | None:
     return names[dtype]
 
 
+def refuse_int8_encoder(model) -> None:
+    """Saving writes fp32 weights a model directory can load; an int8 encoder has none to write."""
+    if getattr(model, "encoder_int8", False):
+        raise ConfigError("this model's encoder is quantized to int8 (quantize_encoder_int8), which a model directory "
+                          "cannot hold: save the fp32 model and quantize after loading it")
+
+
 def save_model(model, directory: str | os.PathLike, dtype=None) -> None:
     """A model with ``config.bases`` stores only what differs from its frozen bases (``model.bases``)."""
     from speechpress import __version__
 
+    refuse_int8_encoder(model)
     cast = None
     if dtype not in (None, "auto"):
         cast = torch_dtype(dtype)

@@ -18,6 +18,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,7 @@ class SpeechLM(nn.Module):
             if tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
                 raise ModelLoadError(f"tokenizer lacks the special token {token}")
         self.stop_token_ids = {tokenizer.eos_token_id}
+        self.encoder_int8 = False  # set by quantize_encoder_int8
         self.eval()
 
     @staticmethod
@@ -179,6 +181,56 @@ class SpeechLM(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.llm.parameters()).dtype
+
+    def quantize_encoder_int8(self) -> "SpeechLM":
+        """Quantize the encoder's ``nn.Linear`` layers to int8 in place (PyTorch dynamic quantization: int8
+        weights, activations quantized per batch on the fly) and return the model. CPU only.
+
+        Why: on CPU the encoder is most of the cost of a long recording (Whisper-base: about 87 GFLOPs per 30 s
+        window; it runs on every window, whatever the press keeps), and its attention and MLP projections are
+        nearly all of its FLOPs. With int8 Linear kernels, encode + compress + prefill of the speechpress-smol path
+        (Whisper-base + SmolLM2-135M) ran about 1.5x faster on 2 cores where the encoder dominates (avgpool:4 on
+        5 min: 24.7x -> 38.6x real time; avgpool:16 on 60 min: 33.9x -> 52.3x; ``benchmarks/throughput.py
+        --int8-encoder``). The cost is a small change of the encoder's outputs (weights rounded to 256 levels per
+        matrix), hence of the answers: measure its WER on your benchmark (``speechpress eval --int8-encoder``
+        writes its own runs beside the fp32 ones).
+
+        The convolutions, positional embeddings, projector and LLM stay as they are. The quantized encoder has
+        its own encoder-cache fingerprint, so its outputs never mix with the fp32 encoder's. Afterwards the model
+        is for CPU inference only: saving it is refused (save the fp32 model), and neither training nor another
+        device is supported. The transformers backends work too, from fp32 weights (their audio towers are
+        quantized in place, in the checkpoint's own modules).
+        ``ConfigError`` on a non-CPU device, non-fp32 encoder weights, or a torch without quantized CPU kernels.
+        """
+        if self.encoder_int8:
+            return self
+        devices = sorted({str(t.device) for t in (*self.encoder.parameters(), *self.encoder.buffers())})
+        if devices != ["cpu"]:
+            raise ConfigError(
+                f"the int8 encoder runs on CPU only (PyTorch's dynamic int8 kernels); this model's encoder is on "
+                f"{', '.join(devices) or 'no device'}: load it on the CPU (device='cpu', --device cpu)"
+            )
+        dtypes = sorted({str(p.dtype).replace("torch.", "") for p in self.encoder.parameters() if p.is_floating_point()})
+        if dtypes != ["float32"]:
+            raise ConfigError(
+                f"the int8 encoder is quantized from fp32 weights, but this model's encoder holds {', '.join(dtypes)}: "
+                "load it in fp32 (dtype='fp32'; --dtype fp32 in ask and transcribe)"
+            )
+        if not any(isinstance(m, nn.Linear) for m in self.encoder.modules()):
+            raise ConfigError(f"this model's encoder ({type(self.encoder).__name__}) has no linear layers to quantize")
+        if not [e for e in torch.backends.quantized.supported_engines if e != "none"]:
+            raise ConfigError("this PyTorch build has no quantized CPU engine (fbgemm, x86 or qnnpack) for the int8 encoder")
+        try:
+            from torch.ao.quantization import quantize_dynamic
+        except ImportError as err:
+            raise ConfigError(f"this PyTorch has no torch.ao.quantization.quantize_dynamic for the int8 encoder ({err})") from None
+        with warnings.catch_warnings():
+            # torch.ao.quantization announces its migration to torchao on every call; keep the CLI's output clean.
+            warnings.filterwarnings("ignore", message=r"(?s)torch\..*deprecated", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r"(?s)torch\..*deprecated", category=UserWarning)
+            quantize_dynamic(self.encoder, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        self.encoder_int8 = True
+        return self
 
     # ----------------------------------------------------------------------------------- presses
     def _new_press(self, name: str, **kwargs) -> Press:

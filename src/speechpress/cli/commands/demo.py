@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from speechpress.cli.common import BUNDLED_MODEL as BUNDLED
-from speechpress.cli.common import bundled_model, check_number
+from speechpress.cli.common import add_int8_encoder_arg, bundled_model, check_int8_device, check_number
 from speechpress.cost_model import MAX_MINUTES
 
 DEMO_TASKS = ("sir", "speaker_count", "speaker_attribution", "temporal_order", "speaker_gender")
@@ -42,6 +42,7 @@ def register(sub) -> None:
     )
     p.add_argument("--keep", default=None, metavar="DIR", help="write the recording and its questions here instead of a temporary folder")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    add_int8_encoder_arg(p)
     p.set_defaults(func=run)
 
 
@@ -59,9 +60,14 @@ def run(args) -> int:
         from speechpress.io import check_output_dir
 
         check_output_dir(args.keep)
+    device = args.device or default_device()
+    if args.int8_encoder:
+        check_int8_device(device)
     model_dir = Path(args.model) if args.model else bundled_model(BUNDLED)
     start = time.perf_counter()
-    model = SpeechLM.from_pretrained(model_dir, device=args.device or default_device())
+    model = SpeechLM.from_pretrained(model_dir, device=device)
+    if args.int8_encoder:
+        model.quantize_encoder_int8()
     presses = args.press or default_presses(model)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) if args.keep else Path(tmp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechpress.cli.common import add_generation_args, generation_kwargs, press_options
+from speechpress.cli.common import INT8_ENCODER_HELP, add_generation_args, check_int8_device, generation_kwargs, press_options
 from speechpress.errors import ConfigError
 
 
@@ -24,6 +24,8 @@ def register(sub) -> None:
     )
     p.add_argument("--model", required=True, help="model directory (or hub id)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available; LOCAL_RANK picks the GPU under torchrun)")
+    p.add_argument("--int8-encoder", action="store_true",
+                   help=INT8_ENCODER_HELP + "; its runs go to OUT/<benchmark>/<model>+int8-encoder/, beside the fp32 ones")
     p.add_argument("--benchmark", required=True, metavar="B",
                    help="a manifest or benchmark file, a `speechpress synth` corpus folder (with --split) or split folder "
                    "(corpus/test), or NAME:PATH with NAME one of manifest, longspeech, audiomarathon, spiral, hf "
@@ -73,9 +75,12 @@ def _run(args) -> int:
     from speechpress.evaluate.distributed import dist_from_env
     from speechpress.evaluate.runner import Runner
     from speechpress.evaluate.sweep import sweep
+    from speechpress.model.speechlm import default_device
 
     gen = generation_kwargs(args)
     options = press_options(args)
+    if args.int8_encoder:
+        check_int8_device(args.device or default_device())
     specs = sweep(args.press, args.ratio, args.tokens_per_second)
     bench = resolve_benchmark(args.benchmark, task=args.task, split=args.split, name=args.name, skip_bad=args.skip_bad)
     dist = dist_from_env()
@@ -84,7 +89,8 @@ def _run(args) -> int:
     cache_dir = None if args.no_encoder_cache else (args.encoder_cache or str(Path(args.out) / "encoder-cache"))
     runner = Runner(args.model, args.out, device=args.device, generation=gen, press_options=options,
                     count_flops=args.count_flops, progress=not args.no_progress, dist=dist,
-                    encoder_cache=cache_dir, encoder_cache_bytes=int(args.encoder_cache_gb * 2**30))
+                    encoder_cache=cache_dir, encoder_cache_bytes=int(args.encoder_cache_gb * 2**30),
+                    int8_encoder=args.int8_encoder)
     try:
         results = [runner.run(bench, spec, limit=args.limit) for spec in specs]
     finally:

@@ -44,8 +44,9 @@ def save_backend_model(model, directory) -> None:
     from transformers import WhisperFeatureExtractor
 
     from speechpress.model.backends.base import save_presses
-    from speechpress.model.persistence import write_model_dir
+    from speechpress.model.persistence import refuse_int8_encoder, write_model_dir
 
+    refuse_int8_encoder(model)
     def write(tmp: Path) -> None:
         model.hf_model.save_pretrained(str(tmp))
         model.tokenizer.save_pretrained(str(tmp))
