@@ -103,8 +103,7 @@ def main() -> None:
     out["x_real_time"] = []
     variants = [("fp32", model)]
     if args.int8_encoder:
-        q = SpeechLM.from_pretrained(model_dir).eval()
-        q.encoder = torch.ao.quantization.quantize_dynamic(q.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+        q = SpeechLM.from_pretrained(model_dir).eval().quantize_encoder_int8()
         variants.append(("int8-encoder", q))
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in args.minutes:
