@@ -6,6 +6,8 @@
 #         8; the KV presses knorm, streamingllm, tova and snapkv at 4; truncate (the first 30 s, what most speech
 #         LLMs do).
 #   5 min: the baseline, avgpool, random and SpeechPrune at 4.
+#   asr60: WER on 60 test utterances for phase 2b (identity, avgpool x2-x16, the int8 encoder), speechpress-tiny
+#         and, once trained, phase 3 (identity, sst and avgpool x2-x16).
 # Env: MODEL (default: the phase-2b model that scripts/train_speechpress_smol.sh writes), OUT, ASR_ROWS, STAGES
 # ("90s 5min"). Not yet run whole: the 90 s identity run takes about 1.5 min and a x2-x4 run about 1 min on 2 quiet
 # cores; SpeechPrune (a prefill per question), the KV presses and the 5-minute stage cost more.
@@ -31,6 +33,7 @@ for line in open("corpus/test.jsonl"):
         short[r["duration"]].append(line)
 open("corpus/test-90s.jsonl", "w").writelines(asr[: int(sys.argv[1])] + short[90.0])
 open("corpus/test-5min.jsonl", "w").writelines(short[300.0])
+open("corpus/test-asr60.jsonl", "w").writelines(asr[:60])  # WER on 60 utterances (12 were too few to rank models)
 print(f"corpus/test-90s.jsonl: {int(sys.argv[1])} utterances + {len(short[90.0])} questions; "
       f"corpus/test-5min.jsonl: {len(short[300.0])} questions")
 PY
@@ -48,4 +51,11 @@ for stage in $STAGES; do
     speechpress eval --model "$MODEL" --press identity avgpool:4 random:4 speechprune:4 "${COMMON[@]}"
   fi
 done
+# Transcription on 60 utterances: phase 2b, phase 3 (SST against avgpool), speechpress-tiny, the int8 encoder.
+ASR=(--benchmark corpus/test-asr60.jsonl --name test-s9-asr60 --out "$OUT" "${CACHE[@]}")
+speechpress eval --model "$MODEL" --press identity avgpool --ratio 2 4 8 16 "${ASR[@]}"
+speechpress eval --model "$MODEL" --int8-encoder "${ASR[@]}"
+speechpress eval --model src/speechpress/assets/speechpress-tiny "${ASR[@]}"
+[ -f runs/speechpress-smol/phase3/model/config.json ] &&
+  speechpress eval --model runs/speechpress-smol/phase3/model --press identity sst avgpool --ratio 2 4 8 16 "${ASR[@]}"
 speechpress report "$OUT"
