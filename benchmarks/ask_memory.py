@@ -32,6 +32,23 @@ def kv_bytes_per_token(model: str | None) -> int:
     return LLMShape.from_config(llm).kv_bytes_per_token_element * 4
 
 
+def write_summary(rows: list[dict], model: str | None, out: str) -> None:
+    """The rows so far and the growth per hour between the two longest; written after every length, so a
+    stopped 10 h run keeps the shorter ones."""
+    from speechpress.io import atomic_write_json
+
+    summary: dict = {"rows": rows}
+    if len(rows) >= 2:
+        a, b = rows[-2], rows[-1]
+        hours = (b["minutes"] - a["minutes"]) / 60
+        summary["growth_mb_per_hour"] = round((b["peak_mb"] - a["peak_mb"]) / hours, 1)
+        summary["kv_mb_per_hour"] = round((b["llm_audio_tokens"] - a["llm_audio_tokens"]) / hours
+                                          * kv_bytes_per_token(model) / 2**20, 2)
+        print(f"growth {summary['growth_mb_per_hour']} MB per hour of audio between {a['minutes']:g} and "
+              f"{b['minutes']:g} min; the LLM's KV cache of the kept tokens: {summary['kv_mb_per_hour']} MB per hour")
+    atomic_write_json(out, summary)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, nargs="+", default=[10, 60, 120, 600])
@@ -61,17 +78,7 @@ def main() -> None:
             print(f"{minutes:>6g} min  peak {row['peak_mb']:>8.1f} MB  encoder tokens {row['encoder_tokens']:>7}  "
                   f"into the LLM {row['llm_audio_tokens']:>6}  {row['wall_seconds']:.0f} s", flush=True)
             path.unlink()
-    summary = {"rows": rows}
-    if len(rows) >= 2:
-        a, b = rows[-2], rows[-1]
-        hours = (b["minutes"] - a["minutes"]) / 60
-        per_token = kv_bytes_per_token(args.model)
-        summary["growth_mb_per_hour"] = round((b["peak_mb"] - a["peak_mb"]) / hours, 1)
-        summary["kv_mb_per_hour"] = round((b["llm_audio_tokens"] - a["llm_audio_tokens"]) / hours * per_token / 2**20, 2)
-        print(f"growth {summary['growth_mb_per_hour']} MB per hour of audio between {a['minutes']:g} and "
-              f"{b['minutes']:g} min; the LLM's KV cache of the kept tokens: {summary['kv_mb_per_hour']} MB per hour")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+            write_summary(rows, args.model, args.out)
 
 
 if __name__ == "__main__":

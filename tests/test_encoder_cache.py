@@ -12,19 +12,9 @@ from speechpress.encoder_cache import EncodedAudio, FrameCache, encoder_fingerpr
 from speechpress.model.config import named_or_file_config
 from speechpress.model.speechlm import SpeechLM
 
-from eval_helpers import make_corpus, make_model, rows, stable
+from eval_helpers import rows, stable
 
 GEN = ["--max-new-tokens", "4", "--no-progress", "--count-flops", "none"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return make_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 def _sweep(model_dir, corpus, out, *extra):

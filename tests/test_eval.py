@@ -21,20 +21,10 @@ from speechpress.evaluate.runner import Runner
 from speechpress.evaluate.sweep import RunSpec, sweep
 from speechpress.model.speechlm import SpeechLM
 
-from eval_helpers import make_corpus, make_model, rows, stable
+from eval_helpers import rows, stable
 from helpers import speech
 
 GEN = ["--max-new-tokens", "4"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return make_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,13 @@ def test_the_fp32_fingerprint_is_the_one_existing_caches_were_written_under():
     assert encoder_fingerprint(SpeechLM.from_pretrained(bundled_model(), device="cpu")) == PINNED["bundled"]
 
 
-def _quiet_int8(model):
+def _quiet_int8(model, **kwargs):
     """quantize_encoder_int8, failing on any warning it lets through (torch's migration notices included)."""
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert model.quantize_encoder_int8() is model
+        assert model.quantize_encoder_int8(**kwargs) is model
     assert not caught, [str(w.message)[:120] for w in caught]
     return model
 
@@ -134,20 +134,6 @@ def wav(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from eval_helpers import make_corpus
-
-    return make_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from eval_helpers import make_model
-
-    return make_model(tmp_path_factory.mktemp("models") / "tiny")
-
-
 def test_ask_with_int8_encoder_answers_on_cpu_without_warnings(wav, capsys):
     import warnings
 
@@ -230,16 +216,9 @@ def test_keeping_fc2_in_fp32_is_what_keeps_the_real_whisper_base_encoder_close()
         errors = {}
         for label, keep in (("every linear", ()), ("fc2 kept", ("fc2",))):
             q = copy.deepcopy(model)
-            _quiet_int8_keep(q, keep)
+            _quiet_int8(q, keep_fp32=keep)
             out = q.encode(audio).embeddings[0]
             errors[label] = float((out - ref).norm() / ref.norm())
     assert errors["every linear"] > 0.2 and errors["fc2 kept"] < 0.15, errors
     assert errors["fc2 kept"] < errors["every linear"] / 2, errors
 
-
-def _quiet_int8_keep(model, keep):
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return model.quantize_encoder_int8(keep_fp32=keep)
