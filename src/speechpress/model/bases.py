@@ -23,6 +23,9 @@ ENCODER_KEYS = (
 # LLM config keys that describe a checkpoint file rather than the model.
 _DROP_LLM_KEYS = ("architectures", "transformers_version", "torch_dtype", "dtype", "quantization_config", "_name_or_path", "auto_map")
 ADDED_ROWS = ".added_rows"  # suffix of the stored embedding rows the tokenizer added beyond the base vocabulary
+# A base matrix that training changed by a low-rank amount (a merged LoRA adapter) is stored as two factors,
+# ``KEY.delta_up`` (out x r) and ``KEY.delta_down`` (r x in), with weight = base + up @ down.
+DELTA_UP, DELTA_DOWN = ".delta_up", ".delta_down"
 
 
 def compose(cls, encoder: str, llm: str, projector: str = "mlp", encoder_pool: int = 2, encoder_pool_mode: str = "mean",
@@ -152,17 +155,67 @@ def trained_state_dict(model) -> dict[str, torch.Tensor]:
             out[key + ADDED_ROWS] = value[n:]
             value = value[:n]
         if not torch.equal(value, base):
-            out[key] = value
+            factors = low_rank_delta(value, base)
+            if factors is None:
+                out[key] = value
+            else:
+                out[key + DELTA_UP], out[key + DELTA_DOWN] = factors
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in out.items()}
+
+
+def low_rank_delta(value: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(up, down)`` with ``base + up @ down`` equal to ``value`` within 1e-6 of its largest entry, when storing
+    them takes at most half the bytes of ``value``; otherwise None (store ``value`` itself).
+
+    Why: a LoRA adapter merged into every linear layer of the LLM changes all of them, so storing the changed
+    weights stores the whole LLM again (412 MB for SmolLM2-135M), while what training added is rank r (a few
+    MB). The merged model is what every command loads; its change is recovered here by an SVD of the
+    difference, whose singular values beyond the adapters' rank are rounding noise."""
+    if value.dim() != 2 or not value.is_floating_point():
+        return None
+    rows, cols = value.shape
+    if min(rows, cols) < 8:
+        return None
+    cap = rows * cols // (2 * (rows + cols))  # the largest rank whose factors take at most half the bytes
+    delta = value.detach().double() - base.detach().double()
+    # The SVD of delta restricted to a random subspace of rank ``cap`` (Halko et al.'s range finder): exact when
+    # the change's rank is below ``cap``, and a fraction of a full SVD's time on a 1,536 x 576 matrix.
+    probe = torch.randn(cols, cap, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    basis, _ = torch.linalg.qr(delta @ probe)
+    u, s, vh = torch.linalg.svd(basis.T @ delta, full_matrices=False)
+    if not s[0] > 0:
+        return None
+    rank = int((s > s[0] * 1e-5).sum())
+    if rank >= cap:
+        return None
+    root = s[:rank].sqrt()  # split evenly, so neither factor under- or overflows in fp16
+    up, down = (basis @ u[:, :rank]) * root, root[:, None] * vh[:rank]
+    rebuilt = base.detach().double() + up @ down
+    if (rebuilt - value.double()).abs().max() > 1e-6 * value.abs().max():
+        return None
+    return up.to(value.dtype), down.to(value.dtype)
 
 
 def load_trained(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
     """Put a model directory's stored tensors onto a model whose bases are loaded; anything unknown is an error."""
     state = model.state_dict(keep_vars=True)
     unknown = []
+    orphans = [k for k in tensors if k.endswith(DELTA_DOWN) and k[: -len(DELTA_DOWN)] + DELTA_UP not in tensors]
+    if orphans:
+        raise ModelLoadError(f"{source}: a low-rank weight change without its other factor: {orphans[:3]}")
     with torch.no_grad():
         for key, value in tensors.items():
-            if key.endswith(ADDED_ROWS):
+            if key.endswith(DELTA_DOWN):
+                continue  # taken with its ``DELTA_UP`` partner
+            if key.endswith(DELTA_UP):
+                target_key = key[: -len(DELTA_UP)]
+                target, down = state.get(target_key), tensors.get(target_key + DELTA_DOWN)
+                if target is None or down is None or value.dim() != 2 or down.dim() != 2 \
+                        or (value.shape[0], down.shape[1]) != tuple(target.shape) or value.shape[1] != down.shape[0]:
+                    unknown.append(key)
+                    continue
+                target.add_((value.double() @ down.double()).to(target.dtype))
+            elif key.endswith(ADDED_ROWS):
                 target_key = key[: -len(ADDED_ROWS)]
                 target = state.get(target_key)
                 if target is None or target.shape[0] < value.shape[0] or target.shape[1:] != value.shape[1:]:
@@ -185,4 +238,4 @@ def describe_bases(config: SpeechLMConfig) -> str:
     return ", ".join(f"{role} {b['source']} ({b['sha256'][:12]})" for role, b in config.bases.items())
 
 
-__all__ = ["compose", "load_base_weights", "load_trained", "resolve_bases", "trained_state_dict", "describe_bases"]
+__all__ = ["compose", "load_base_weights", "load_trained", "low_rank_delta", "resolve_bases", "trained_state_dict", "describe_bases"]
