@@ -1,3 +1,6 @@
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -139,6 +142,27 @@ def test_save_load_round_trip_same_logits(tmp_path):
     loaded = SpeechLM.from_pretrained(tmp_path / "m")
     after = loaded.answer_logits(loaded.prefill(x), "Who?", "Maria")
     assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_saved_models_and_results_get_the_umask_permissions(tmp_path, umask, file_mode, dir_mode):
+    """The all-or-nothing writes build in private mkstemp/mkdtemp temporaries; what they leave must be what a plain
+    write under the umask gives (a model saved on a shared machine is meant to be read by others)."""
+    from speechpress.cli import main
+    from speechpress.io import atomic_write_json
+
+    old = os.umask(umask)
+    try:
+        tiny_model().save_pretrained(tmp_path / "m")
+        atomic_write_json(tmp_path / "r" / "metrics.json", {"wer": 0.4})
+        assert main(["init-model", "--out", str(tmp_path / "init")]) == 0
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "m", tmp_path / "init"):
+        assert stat.S_IMODE(folder.stat().st_mode) == dir_mode, folder
+        for f in folder.iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) == file_mode, f
+    assert stat.S_IMODE((tmp_path / "r" / "metrics.json").stat().st_mode) == file_mode
 
 
 def test_fp16_storage_halves_the_file_and_loads_the_rounded_weights(tmp_path):

@@ -59,6 +59,23 @@ def _inside(name, folder: Path) -> bool:
         return False
 
 
+def as_if_created(path: str | os.PathLike) -> None:
+    """Give a file, or a directory and everything in it, the permissions a plain ``open``/``mkdir`` would have
+    given it under the process' umask.
+
+    Why: the all-or-nothing writes build in ``mkstemp``/``mkdtemp`` temporaries, which are private (0600 / 0700)
+    whatever the umask, so a model directory or a result file saved on a shared machine was unreadable by the
+    colleagues it was saved for."""
+    mask = os.umask(0)
+    os.umask(mask)
+    path = Path(path)
+    todo = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for item in todo:
+        if item.is_symlink():
+            continue
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename, else it is removed."""
@@ -68,6 +85,7 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        as_if_created(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

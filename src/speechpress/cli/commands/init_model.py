@@ -101,10 +101,13 @@ def _write_tiny(builder, out: Path, seed: int) -> Path:
     import shutil
     import tempfile
 
+    from speechpress.io import as_if_created
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         builder(tmp, seed=seed)
+        as_if_created(tmp)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

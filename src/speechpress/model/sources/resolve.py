@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechpress.errors import ModelLoadError
+from speechpress.io import as_if_created
 
 CONVERTER_VERSION = 1
 KINDS = ("whisper", "causal_lm")
@@ -269,6 +270,7 @@ def _converted(located: _Located, sha: str, log) -> Path:
             "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()},
         }
         (tmp / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        as_if_created(tmp)  # a cache shared by a machine's users (SPEECHPRESS_CACHE) must be readable by them
         try:
             os.replace(tmp, target)
         except OSError:  # another process converted it meanwhile
