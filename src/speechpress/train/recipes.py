@@ -64,6 +64,8 @@ def training_chain(cfg, model) -> list:
 
 def apply_lora(cfg, model) -> None:
     """Wrap the LLM with a peft LoRA adapter (model.llm becomes a PeftModel; merged back before saving)."""
+    import warnings
+
     from peft import LoraConfig, get_peft_model
 
     names = {n.rsplit(".", 1)[-1] for n, m in model.llm.named_modules() if isinstance(m, nn.Linear)}
@@ -71,7 +73,11 @@ def apply_lora(cfg, model) -> None:
     if not targets:
         raise ConfigError(f"lora.target_modules {cfg.lora.target_modules} match no Linear layer of the LLM (it has {sorted(names)})")
     lc = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, target_modules=targets, bias="none")
-    model.llm = get_peft_model(model.llm, lc)
+    with warnings.catch_warnings():
+        # peft (<= 0.21) asks transformers 5.23 a deprecated question (is_gradient_checkpointing) on every wrap;
+        # the notice is theirs to fix and says nothing to a user training a model.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model.llm = get_peft_model(model.llm, lc)
 
 
 def build_objective(cfg, model, store: AudioStore, cache: FrameCache | None) -> Objective:
