@@ -6,8 +6,8 @@
 #         8; the KV presses knorm, streamingllm, tova and snapkv at 4; truncate (the first 30 s, what most speech
 #         LLMs do).
 #   5 min: the baseline, avgpool, random and SpeechPrune at 4.
-#   asr60: WER on 60 test utterances for phase 2b (identity, avgpool x2-x16, the int8 encoder), speechpress-tiny
-#         and, once trained, phase 3 (identity, sst and avgpool x2-x16).
+#   asr60: WER on 60 test utterances for phase 2b (identity, avgpool x2-x16, the int8 encoder), speechpress-tiny,
+#         phase 3 (identity, sst and avgpool x2-x16) and the bundled speechpress-smol (phase 3 in fp16).
 # Env: MODEL (default: the phase-2b model that scripts/train_speechpress_smol.sh writes), OUT, ASR_ROWS, STAGES
 # ("90s 5min"). Not yet run whole: the 90 s identity run takes about 1.5 min and a x2-x4 run about 1 min on 2 quiet
 # cores; SpeechPrune (a prefill per question), the KV presses and the 5-minute stage cost more.
@@ -58,4 +58,5 @@ speechpress eval --model "$MODEL" --int8-encoder "${ASR[@]}"
 speechpress eval --model src/speechpress/assets/speechpress-tiny "${ASR[@]}"
 [ -f runs/speechpress-smol/phase3/model/config.json ] &&
   speechpress eval --model runs/speechpress-smol/phase3/model --press identity sst avgpool --ratio 2 4 8 16 "${ASR[@]}"
+speechpress eval --model speechpress-smol "${ASR[@]}"   # the fp16 bundle of phase 3: the same transcripts
 speechpress report "$OUT"

@@ -66,7 +66,8 @@ for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase2b-qa-lora:phase2
     speechpress train "$CFG/$config.yaml" train.progress=false
   fi
   # The bundle: a phase's trained parts only (projector, LLM weights LoRA changed) in fp16, referencing the packaged
-  # bases by sha256, shipped as package data. Which phase is bundled is decided on the results (docs/train.md).
+  # bases by sha256, shipped as package data (merged LoRA changes as their low-rank factors). The bundled
+  # speechpress-smol is phase 3 (docs/train.md says why): BUNDLE_PHASE=phase3 rewrites it after the bundle is removed.
   if [ "$name" = "${BUNDLE_PHASE:-none}" ] && [ ! -f "$BUNDLE/config.json" ]; then
     python3 -c "from speechpress.model.speechlm import SpeechLM; SpeechLM.from_pretrained('$out/model').save_pretrained('$BUNDLE', dtype='fp16')"
     echo "bundled $out/model into $BUNDLE"

@@ -31,3 +31,19 @@ def test_demo_without_bundled_model_is_a_clear_error(monkeypatch, tmp_path, caps
     assert main(["demo"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "pass --model" in err
+
+
+def test_a_setting_that_does_not_fit_the_llm_is_refused_before_encoding(tmp_path, capsys, monkeypatch):
+    """45 s is 1,125 audio tokens; an LLM of 1,000 positions takes avgpool:4 (282) but not the uncompressed row, and
+    the demo says so before it spends anything on the encoder."""
+    from speechpress.model.speechlm import SpeechLM
+
+    assert main(["init-model", "--out", str(tmp_path / "m")]) == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["llm"]["max_position_embeddings"] = 1000
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(SpeechLM, "encode", lambda *a, **k: pytest.fail("encoded before the check"))
+    capsys.readouterr()
+    assert main(["demo", "--model", str(tmp_path / "m"), "--minutes", "0.75", "--press", "avgpool:4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 0.8 min of audio takes 1125 positions") and err.count("\n") == 1, err

@@ -10,18 +10,16 @@ from speechpress.model.speechlm import SpeechLM
 
 # encoder_fingerprint of fp32 encoders as it was before the int8 encoder existed: caches already on disk are
 # keyed by these, so they must never change.
-PINNED = {"seeded": "b998dc968a0fbf85", "seeded-fp16": "de2c25d31bb1157e", "bundled": "bc8721f69217662e"}
+PINNED = {"seeded": "b998dc968a0fbf85", "seeded-fp16": "de2c25d31bb1157e", "bundled": "bc8721f69217662e"}  # bundled: speechpress-tiny
 
 
 def test_the_fp32_fingerprint_is_the_one_existing_caches_were_written_under():
-    from speechpress.cli.common import bundled_model
-
     assert encoder_fingerprint(SpeechLM.from_config(TINY, seed=0)) == PINNED["seeded"]
     half = SpeechLM.from_config(TINY, seed=0)
     half.encoder.to(torch.float16)
     assert encoder_fingerprint(half) == PINNED["seeded-fp16"]
     # Weights read from disk: independent of how torch or transformers initialise a seeded model.
-    assert encoder_fingerprint(SpeechLM.from_pretrained(bundled_model(), device="cpu")) == PINNED["bundled"]
+    assert encoder_fingerprint(SpeechLM.from_pretrained("speechpress-tiny", device="cpu")) == PINNED["bundled"]
 
 
 def _quiet_int8(model, **kwargs):

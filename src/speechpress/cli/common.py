@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+from speechpress.bundled import BUNDLED_DIR, DEFAULT_MODEL
+
 
 def add_press_args(p, default: str = "identity") -> None:
     g = p.add_argument_group("compression")
@@ -58,7 +60,7 @@ def add_model_args(p) -> None:
         default=None,
         help="model directory (from training or `speechpress init-model`), a Qwen2-Audio or Qwen2.5-Omni checkpoint "
         "directory, or a hub id of either (e.g. Qwen/Qwen2-Audio-7B-Instruct; needs a network the first time); "
-        "default: the bundled speechpress-tiny",
+        "or a bundled model by name: speechpress-smol (the default) or speechpress-tiny",
     )
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="weights dtype (default: the checkpoint's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ..., or auto (a checkpoint spread over every GPU by "
@@ -134,15 +136,16 @@ def generation_kwargs(args) -> dict:
     )
 
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "speechpress-tiny"
+BUNDLED_MODEL = BUNDLED_DIR / DEFAULT_MODEL
 
 
 def bundled_model(path: Path = BUNDLED_MODEL) -> Path:
-    """The speechpress-tiny checkpoint shipped inside the package (the default ``--model``)."""
+    """The speechpress-smol checkpoint shipped inside the package (the default ``--model``): its trained parts,
+    which load onto the packaged Whisper-base and SmolLM2-135M-Instruct bases (``scripts/setup.sh`` installs them)."""
     from speechpress.errors import ConfigError
 
     if not (path / "config.json").is_file():
-        raise ConfigError(f"{path}: the bundled speechpress-tiny model is missing from this install; pass --model DIR")
+        raise ConfigError(f"{path}: the bundled {path.name} model is missing from this install; pass --model DIR")
     return path
 
 

@@ -17,7 +17,9 @@ import torch
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
+from speechpress.bundled import BUNDLED_DIR, BUNDLED_NAMES
 from speechpress.errors import ConfigError, ModelLoadError
+from speechpress.io import as_if_created
 from speechpress.model.config import SpeechLMConfig
 
 CONFIG_NAME = "config.json"
@@ -97,6 +99,7 @@ def write_model_dir(directory: str | os.PathLike, write) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         write(tmp)
+        as_if_created(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -120,13 +123,18 @@ def looks_like_hub_id(text: str) -> bool:
 
 
 def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
-    """A local directory as is; otherwise a hub id, downloaded (guarded: offline gives a clear error)."""
+    """A local directory as is; a bundled model's name; otherwise a hub id, downloaded (guarded: offline gives a
+    clear error)."""
     path = Path(name_or_path)
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"{path}: is a file, not a model directory")
         return path
     text = str(name_or_path)
+    if text in BUNDLED_NAMES:
+        if not (BUNDLED_DIR / text / CONFIG_NAME).is_file():
+            raise ModelLoadError(f"{BUNDLED_DIR / text}: the bundled {text} is missing from this install; pass --model DIR")
+        return BUNDLED_DIR / text
     if not looks_like_hub_id(text):
         raise ModelLoadError(f"{path}: no such model directory")
     try:

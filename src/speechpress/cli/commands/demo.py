@@ -1,7 +1,8 @@
 """`speechpress demo`: see speechpress work on a fresh machine, with nothing downloaded.
 
 It renders a multi-speaker recording with espeak-ng (a few seconds for five minutes), loads the trained
-speechpress-tiny model that ships with the package, and answers the recording's questions uncompressed and
+speechpress-smol model that ships with the package (its trained parts on the packaged Whisper-base and
+SmolLM2-135M-Instruct), and answers the recording's questions uncompressed and
 compressed, from one prefill per press, printing the answers beside the gold ones and what each press cost.
 """
 
@@ -21,16 +22,19 @@ DEMO_TASKS = ("sir", "speaker_count", "speaker_attribution", "temporal_order", "
 def register(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="answer questions about a generated 5-minute recording, uncompressed and compressed (no downloads)",
+        help="answer questions about a generated 4.5-minute recording, uncompressed and compressed (no downloads)",
         description=(
-            "Render a multi-speaker recording with espeak-ng, load the bundled speechpress-tiny model (or --model), "
+            "Render a multi-speaker recording with espeak-ng, load the bundled speechpress-smol model (or --model), "
             "and answer its questions with no compression and with each --press, one prefill per press. Prints the "
             "answers beside the gold ones, the audio tokens that reach the LLM, the KV cache they leave, the time, "
             "and the peak memory."
         ),
     )
-    p.add_argument("--model", default=None, help=f"model directory (default: the bundled speechpress-tiny, {BUNDLED})")
-    p.add_argument("--minutes", type=float, default=5.0, help="length of the generated recording (default 5)")
+    p.add_argument("--model", default=None, help=f"model directory or a bundled model's name (default: the bundled speechpress-smol, {BUNDLED}; "
+                   "speechpress-tiny is the small, fast one)")
+    p.add_argument("--minutes", type=float, default=4.5,
+                   help="length of the generated recording (default 4.5: with SST at x8 its positions, one per audio "
+                   "token plus one SST per 8, fill 7,600 of SmolLM2's 8,192)")
     p.add_argument("--seed", type=int, default=20261123, help="recording seed (default 20261123, never used in training)")
     p.add_argument(
         "--press",
@@ -63,7 +67,7 @@ def run(args) -> int:
     device = args.device or default_device()
     if args.int8_encoder:
         check_int8_device(device)
-    model_dir = Path(args.model) if args.model else bundled_model(BUNDLED)
+    model_dir = args.model or bundled_model(BUNDLED)
     start = time.perf_counter()
     model = SpeechLM.from_pretrained(model_dir, device=device)
     if args.int8_encoder:
@@ -75,13 +79,17 @@ def run(args) -> int:
         examples = [e for e in load_manifest(report.manifest) if e.task in DEMO_TASKS]
         print(f"recording: {args.minutes:g} min, {len(examples)} questions, rendered by espeak-ng in "
               f"{time.perf_counter() - start:.1f} s (with model loading)")
-        audio = model.as_audio(str(examples[0].audio))
-        encoded = model.encode(audio)  # once: every press below starts from the same encoder tokens
-        results = []
+        chains = {}
         for spec in ["identity", *presses]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                chain = model.press_chain(spec)
+                chains[spec] = model.press_chain(spec)
+            # every setting must fit the LLM's positions before the recording is encoded, not after
+            model.check_fits(examples[0].audio, chains[spec], len(model.prompt_ids(None)[0]))
+        audio = model.as_audio(str(examples[0].audio))
+        encoded = model.encode(audio)  # once: every press below starts from the same encoder tokens
+        results = []
+        for spec, chain in chains.items():
             t0 = time.perf_counter()
             context = model.prefill(audio, chain, encoded=encoded) if not any(p.query_aware for p in chain) else None
             answers = []

@@ -22,7 +22,7 @@ def register(sub) -> None:
         epilog="example: speechpress eval --model tiny --benchmark corpus/test.jsonl --press identity avgpool "
         "--ratio 2 4 --limit 20 --out runs",
     )
-    p.add_argument("--model", required=True, help="model directory (or hub id)")
+    p.add_argument("--model", required=True, help="model directory, hub id, or a bundled model by name (speechpress-smol, speechpress-tiny)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available; LOCAL_RANK picks the GPU under torchrun)")
     p.add_argument("--int8-encoder", action="store_true",
                    help=INT8_ENCODER_HELP + "; its runs go to OUT/<benchmark>/<model>+int8-encoder/, beside the fp32 ones")
