@@ -444,3 +444,17 @@ def test_hfq_fastslm_exact_on_a_model_that_keeps_whisper_50hz_frames():
     assert press.window_frames == 1500 and press.num_queries == 50
     context = model.prefill(speech(45.0), chain)
     assert context.encoder_tokens == 2250 and context.llm_audio_tokens == 100  # two windows, the second padded
+
+
+def test_speechprune_scores_in_chunks_equal_the_whole_matrix(monkeypatch):
+    """Phase 1 normalizes the audio tokens a chunk at a time (no normalized copy of hours of tokens); the scores
+    are the mean cosine similarity computed on the whole matrix."""
+    import torch.nn.functional as F
+
+    import speechpress.presses.speechprune as speechprune
+
+    torch.manual_seed(0)
+    audio, query = torch.randn(1000, 32) * 3, torch.randn(7, 32)
+    whole = (F.normalize(audio, dim=-1) @ F.normalize(query, dim=-1).T).mean(dim=1)
+    monkeypatch.setattr(speechprune, "SCORE_CHUNK_TOKENS", 96)  # 1000 = 10 x 96 + 40
+    assert torch.allclose(SpeechPrunePress(4).token_scores(audio, query), whole, atol=1e-6)

@@ -290,3 +290,48 @@ def test_a_long_question_runs_in_pieces_with_the_same_answer(monkeypatch):
     b = model._forward_ids(context, suffix, context.next_position)
     kv_cache.truncate(context.cache, context.cached_tokens)
     assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+
+
+def test_a_long_prefill_runs_in_chunks_with_the_same_cache_and_answer(monkeypatch):
+    """Prefill feeds [prefix + audio] through the LLM in chunks (activations of a chunk, not of an hour of tokens);
+    the cache, the answer's logits and the answer equal one forward over the whole sequence."""
+    from speechpress import kv_cache
+
+    model = tiny_model()
+    x = speech(12.0)  # 300 audio tokens
+    one = model.prefill(x)  # under the largest chunk: one forward
+    calls = []
+    original = model.llm.model.forward
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["inputs_embeds"].shape[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model.llm.model, "forward", counting)
+    monkeypatch.setattr(kv_cache, "PREFILL_CHUNK_TOKENS", (16, 64))
+    monkeypatch.setattr(kv_cache, "PREFILL_MASK_ELEMENTS", 64 * 160)  # chunks shrink as the cache grows
+    chunked = model.prefill(x)
+    n = one.cached_tokens
+    assert calls == kv_cache.prefill_chunks(n) and sum(calls) == n and len(set(calls)) > 2
+    assert chunked.next_position == one.next_position and chunked.cached_tokens == n
+    kv_cache.check_evictable(chunked.cache)  # plain layers again, each its one buffer, that decoding appends to
+    assert all("update" not in vars(layer) and layer.keys.is_contiguous() for layer in chunked.cache.layers)
+    for a, b in zip(one.cache.layers, chunked.cache.layers):
+        assert torch.allclose(a.keys, b.keys, atol=1e-5) and torch.allclose(a.values, b.values, atol=1e-5)
+    monkeypatch.setattr(model.llm.model, "forward", original)
+    question, reply = "Where is the meeting?", "On Tuesday at four."
+    assert torch.allclose(model.answer_logits(one, question, reply), model.answer_logits(chunked, question, reply), atol=1e-4)
+    assert model.answer(one, question, max_new_tokens=8).token_ids == model.answer(chunked, question, max_new_tokens=8).token_ids
+
+
+def test_prefill_chunks_cover_the_tokens_and_bound_the_mask(monkeypatch):
+    from speechpress import kv_cache
+
+    low, high = kv_cache.PREFILL_CHUNK_TOKENS
+    for n in (1, high, high + 1, 60_000):
+        sizes = kv_cache.prefill_chunks(n)
+        assert sum(sizes) == n and all(low <= s <= high for s in sizes[:-1])
+        seen = 0
+        for s in sizes:
+            seen += s
+            assert s * seen <= kv_cache.PREFILL_MASK_ELEMENTS or s <= low

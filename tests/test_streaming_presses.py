@@ -69,3 +69,23 @@ def test_audio_that_cannot_fit_is_refused_before_it_is_encoded(model, recording,
         model.prefill(str(recording), "avgpool:2")  # 1,833 tokens -> 917 + a 72-token prefix > 900
     with pytest.raises(ConfigError, match="max_position_embeddings"):
         model.prefill(speech(50.0), "identity")
+
+
+@pytest.mark.parametrize("spec,pooled", [("avgpool:4+speechprune:2", 459), ("avgpool:2", 917)])
+def test_the_projector_runs_as_the_audio_streams_with_the_same_kept_tokens(model, recording, spec, pooled, monkeypatch):
+    """With no encoder-space press left after the streamed ones, the projector runs on each streamed group (it acts
+    on each token alone), so the presses' output is never held beside its own: the same tokens and spans kept,
+    the same cache and logits as projecting the whole encoding."""
+    question = "What is said?"
+    chain = model.press_chain(spec)
+    projected = []
+    original = model.project
+    monkeypatch.setattr(model, "project", lambda tokens: projected.append(tokens.embeddings.shape[1]) or original(tokens))
+    streamed = model.prefill(str(recording), chain, question=question)
+    assert projected == []  # the streamed path never projects a whole row
+    whole = model.prefill(str(recording), chain, question=question, encoded=model.encode(str(recording)))
+    assert projected == [pooled]
+    assert torch.equal(streamed.spans, whole.spans) and streamed.llm_audio_tokens == whole.llm_audio_tokens
+    for a, b in zip(streamed.cache.layers, whole.cache.layers):
+        assert torch.allclose(a.keys, b.keys, atol=1e-5) and torch.allclose(a.values, b.values, atol=1e-5)
+    assert torch.allclose(model.answer_logits(streamed, question, "yes"), model.answer_logits(whole, question, "yes"), atol=1e-5)

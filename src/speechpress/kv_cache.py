@@ -68,6 +68,85 @@ def full_prefill(llm, prefix_embeds: torch.Tensor, audio_embeds: torch.Tensor) -
                    device=audio_embeds.device)
 
 
+# A chunk's queries see every cached entry, so transformers hands SDPA a [chunk, cache + chunk] mask, which the CPU
+# kernel converts to float (5 bytes an element in all). Chunks shrink as the cache grows so that mask stays under
+# this many elements: what a long prefill holds beyond its KV cache is then bounded, never proportional to it.
+PREFILL_MASK_ELEMENTS = 1 << 23
+PREFILL_CHUNK_TOKENS = (128, 2048)  # the smallest and largest chunk
+
+
+def prefill_chunks(n: int, past: int = 0) -> list[int]:
+    """Sizes of the chunks that run ``n`` tokens through the LLM after ``past`` cached ones (see
+    :func:`chunked_prefill`)."""
+    low, high = PREFILL_CHUNK_TOKENS
+    sizes = []
+    while n > 0:
+        size = min(n, high, max(low, PREFILL_MASK_ELEMENTS // (past + high)))
+        sizes.append(size)
+        n, past = n - size, past + size
+    return sizes
+
+
+def chunked_prefill(llm, prefix_embeds: torch.Tensor, audio_embeds: torch.Tensor) -> KVState:
+    """[prefix + audio] through the LLM body in chunks appended to one cache: the same cache as one forward (each
+    token attends to the same entries), but the activations held at once are a chunk's, not the whole
+    sequence's (an hour at x4 is 22,500 tokens: about 24 KB each through the tiny LLM at once). Each layer's keys
+    and values are written into one buffer of the final length (``_fill_in_place``), so no chunk copies the cache."""
+    embeds = torch.cat([prefix_embeds, audio_embeds], dim=1)
+    n = embeds.shape[1]
+    cache, start, filled = None, 0, []
+    for size in prefill_chunks(n):
+        positions = torch.arange(start, start + size, device=embeds.device)[None]
+        out = llm.base_model(inputs_embeds=embeds[:, start : start + size], past_key_values=cache,
+                             position_ids=positions, use_cache=True)
+        cache, start = out.past_key_values, start + size
+        del out
+        if start == size and start < n:  # after the first chunk the cache's layers exist
+            filled = _fill_in_place(cache, n)
+    _fill_done(filled)
+    return KVState(cache=cache, next_position=n, kept_tokens=n, dtype=audio_embeds.dtype, device=audio_embeds.device)
+
+
+def _fill_in_place(cache, capacity: int) -> list:
+    """While a prefill of known length runs, every plain DynamicLayer of ``cache`` writes its new keys and values
+    into buffers of ``capacity`` entries instead of concatenating (a copy of the whole layer per chunk, through
+    buffers that grow in the heap); other layer kinds are left alone."""
+    from transformers.cache_utils import DynamicLayer
+
+    filled_layers = []
+    for layer in getattr(cache, "layers", ()):
+        if type(layer) is not DynamicLayer or not getattr(layer, "is_initialized", True) or layer.keys is None:
+            continue
+        done = layer.keys.shape[-2]
+        buffers = []
+        for t in (layer.keys, layer.values):
+            buffer = t.new_empty(*t.shape[:-2], capacity, t.shape[-1])
+            buffer[..., :done, :] = t
+            buffers.append(buffer)
+        layer.keys, layer.values = (buffer[..., :done, :] for buffer in buffers)
+
+        def update(key_states, value_states, *args, layer=layer, buffers=buffers, **kwargs):
+            start = layer.keys.shape[-2]
+            end = start + key_states.shape[-2]
+            buffers[0][..., start:end, :] = key_states
+            buffers[1][..., start:end, :] = value_states
+            layer.keys, layer.values = buffers[0][..., :end, :], buffers[1][..., :end, :]
+            return layer.keys, layer.values
+
+        layer.update = update  # an instance attribute: the class's own update again once it is deleted
+        filled_layers.append((layer, buffers))
+    return filled_layers
+
+
+def _fill_done(filled_layers: list) -> None:
+    """Plain DynamicLayers again (decoding appends to them as usual), each holding its whole buffer."""
+    for layer, (keys, values) in filled_layers:
+        del layer.update
+        if layer.keys.shape != keys.shape:
+            raise PressError(f"chunked prefill filled {layer.keys.shape[-2]} of {keys.shape[-2]} cache entries")
+        layer.keys, layer.values = keys, values
+
+
 def chunk_mask(q_len: int, past_len: int, dtype: torch.dtype, device: torch.device | str | None = None) -> torch.Tensor:
     """Additive [1, 1, q_len, past_len + q_len] mask: everything cached is visible, causal among the new tokens."""
     allowed = torch.ones(q_len, past_len + q_len, dtype=torch.bool, device=device)

@@ -259,9 +259,12 @@ class SpeechLM(nn.Module):
         return self.encode_pressed(audio, (), batch_windows, progress)[0]
 
     @torch.no_grad()  # never for training (that runs encode_feature_windows): no graph kept over an hour of frames
-    def encode_pressed(self, audio, presses=(), batch_windows: int = 8, progress: bool = False) -> tuple[AudioTokens, int]:
+    def encode_pressed(self, audio, presses=(), batch_windows: int = 8, progress: bool = False,
+                       project: bool = False) -> tuple[AudioTokens, int]:
         """:meth:`encode` with ``presses`` (a chain's ``streaming_prefix``) run on the tokens as each batch of
-        windows is encoded, so only their output is kept; and the count of encoder tokens that went in."""
+        windows is encoded, so only their output is kept; and the count of encoder tokens that went in. With
+        ``project`` the projector runs as they stream too (it acts on each token alone) and the tokens are
+        LLM-space: the presses' output is never held beside the projector's."""
         from tqdm import tqdm
 
         from speechpress.presses.streaming import StreamingPresses
@@ -280,7 +283,7 @@ class SpeechLM(nn.Module):
             known = len(samples) / cfg.sample_rate
             windows = num_windows(len(samples), cfg.window_seconds, cfg.sample_rate)
             batches = iter_feature_windows(samples, cfg.num_mel_bins, cfg.window_seconds, cfg.sample_rate, batch_windows)
-        stream = StreamingPresses(list(presses))
+        stream = StreamingPresses(list(presses), then=self.projector if project else None)
         bar = tqdm(total=windows, desc="encoding", unit="window", leave=False, disable=None if progress and windows > batch_windows else True)
 
         def run(batch, cap: float) -> None:
@@ -347,11 +350,14 @@ class SpeechLM(nn.Module):
     def project(self, tokens: AudioTokens) -> AudioTokens:
         return AudioTokens(self.projector(tokens.embeddings), tokens.lengths, tokens.spans)
 
-    def press_tokens(self, tokens: AudioTokens, chain: list[Press], query_embeds: torch.Tensor | None = None) -> AudioTokens:
+    def press_tokens(self, tokens: AudioTokens, chain: list[Press], query_embeds: torch.Tensor | None = None,
+                     projected: bool = False) -> AudioTokens:
         """Run the chain's token presses and return LLM-space tokens; the projector runs where the chain passes
-        from encoder-space to LLM-space presses. A KV press acts later, in :meth:`prefill` (or in training)."""
+        from encoder-space to LLM-space presses (``projected``: it already ran, as the audio streamed). A KV
+        press acts later, in :meth:`prefill` (or in training)."""
         context = PressContext(query_embeds=query_embeds, llm=self.llm)
-        projected = False
+        if projected and any(p.space == "encoder" for p in token_presses(chain)):
+            raise PressError("encoder-space presses cannot run on tokens that were already projected")
         for press in token_presses(chain):
             if press.space != "encoder" and not projected:
                 tokens, projected = self.project(tokens), True
@@ -402,13 +408,15 @@ class SpeechLM(nn.Module):
             self.check_fits(audio, chain, len(prefix_ids))  # before hours of encoding, not after
             # Uniform presses at the chain's start run as the audio is encoded: an hour of encoder output is
             # never whole in memory, only what they keep.
+            # When no encoder-space press is left, the projector runs as it streams too.
             streamed = streaming_prefix(chain)
-            tokens, encoder_tokens = self.encode_pressed(audio, streamed, progress=progress)
+            projected = not any(p.space == "encoder" for p in token_presses(chain[len(streamed):]))
+            tokens, encoder_tokens = self.encode_pressed(audio, streamed, progress=progress, project=projected)
         else:
-            streamed, tokens, encoder_tokens = [], encoded, int(encoded.lengths[0])
+            streamed, projected, tokens, encoder_tokens = [], False, encoded, int(encoded.lengths[0])
         duration = tokens.duration if tokens.duration is not None else self.as_audio(audio).duration
         query = self.embed_ids(self.tokenizer(question, add_special_tokens=False)["input_ids"]) if query_aware else None
-        tokens = self.press_tokens(tokens, chain[len(streamed):], query)
+        tokens = self.press_tokens(tokens, chain[len(streamed):], query, projected=projected)
         n = int(tokens.lengths[0])
         stage = chain[-1] if chain else new_press(self.config, "identity")
         self.check_audio_positions(len(prefix_ids), stage.prefill_positions(n, duration), duration)

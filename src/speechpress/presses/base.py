@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from speechpress.errors import PressError
-from speechpress.kv_cache import KVState, full_prefill
+from speechpress.kv_cache import KVState, chunked_prefill
 from speechpress.ratio import check_ratio, target_length
 
 SPACES = ("encoder", "llm", "kv")
@@ -146,9 +146,10 @@ class Press(nn.Module):
     def prefill(self, llm: nn.Module, prefix_embeds: torch.Tensor, audio_embeds: torch.Tensor, *,
                 duration_s: float | None = None, audio_spans: torch.Tensor | None = None) -> KVState:
         """Where the chain meets the LLM: run [prefix + audio] into a KV cache. Token presses have already acted,
-        so the default is one full prefill; a KV press overrides this to compress the cache as it goes, reading
+        so the default is a full prefill (in chunks, ``kv_cache.chunked_prefill``: the cache of one forward, the
+        activations of a chunk); a KV press overrides this to compress the cache as it goes, reading
         the recording's ``duration_s`` (a tokens-per-second target) and the tokens' ``audio_spans`` if it needs."""
-        return full_prefill(llm, prefix_embeds, audio_embeds)
+        return chunked_prefill(llm, prefix_embeds, audio_embeds)
 
     def prefill_positions(self, n_audio: int, duration_s: float | None = None) -> int:
         """RoPE positions the audio takes in the LLM: every token run through it (a KV press that evicts keeps

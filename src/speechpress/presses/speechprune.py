@@ -38,6 +38,7 @@ from speechpress.presses.base import PressContext, ScorerPress, top_in_order
 from speechpress.presses.registry import register_press
 
 ATTENTION_CHUNK_ELEMENTS = 1 << 24  # attention scores held at once in phase 2
+SCORE_CHUNK_TOKENS = 4096  # audio tokens normalized at once in phase 1
 PAPER_PHASE1_TOKENS = 750  # B1: the 30 s Qwen2-Audio reads at 25 tokens/s, the paper's phase-1 output
 
 
@@ -141,10 +142,14 @@ class SpeechPrunePress(ScorerPress):
         return keep
 
     def token_scores(self, embeddings: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """Mean cosine similarity of each audio token to the question's tokens: [n]."""
-        s = F.normalize(embeddings.detach().float(), dim=-1)
-        t = F.normalize(query.detach().float().to(s.device), dim=-1)
-        return (s @ t.T).mean(dim=1)
+        """Mean cosine similarity of each audio token to the question's tokens: [n]. In chunks of tokens, so no
+        normalized copy of hours of tokens is held beside them."""
+        t = F.normalize(query.detach().float().to(embeddings.device), dim=-1)
+        scores = torch.empty(embeddings.shape[0], dtype=torch.float32, device=embeddings.device)
+        for lo in range(0, embeddings.shape[0], SCORE_CHUNK_TOKENS):
+            s = F.normalize(embeddings[lo : lo + SCORE_CHUNK_TOKENS].detach().float(), dim=-1)
+            scores[lo : lo + SCORE_CHUNK_TOKENS] = (s @ t.T).mean(dim=1)
+        return scores
 
     def similarity_select(self, embeddings, spans, query, budget: int) -> torch.Tensor:
         """Phase 1: ascending indices of ``budget`` tokens chosen by frame budgets and token similarity."""

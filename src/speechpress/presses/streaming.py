@@ -26,10 +26,12 @@ def streaming_prefix(chain: list[Press]) -> list[Press]:
 
 class StreamingPresses:
     """Feed encoder tokens in order with :meth:`push`; :meth:`finish` returns (tokens [n, D], spans [n, 2]) and
-    ``tokens_in`` counts what went in."""
+    ``tokens_in`` counts what went in. ``then`` (the model's projector, which acts on each token alone) runs on
+    every emitted group, so only its output is kept, never the presses' output as well."""
 
-    def __init__(self, presses: list[Press]):
+    def __init__(self, presses: list[Press], then=None):
         self.presses = list(presses)
+        self.then = then
         self.carry: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.presses)
         self.out_tokens: list[torch.Tensor] = []
         self.out_spans: list[torch.Tensor] = []
@@ -62,5 +64,5 @@ class StreamingPresses:
                 return
             tokens, spans = press.compress_row(tokens[:done], spans[:done], self.context, 0)
             i += 1
-        self.out_tokens.append(tokens)
+        self.out_tokens.append(tokens if self.then is None else self.then(tokens))
         self.out_spans.append(spans)
