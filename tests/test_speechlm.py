@@ -309,6 +309,7 @@ def test_a_long_prefill_runs_in_chunks_with_the_same_cache_and_answer(monkeypatc
 
     monkeypatch.setattr(model.llm.model, "forward", counting)
     monkeypatch.setattr(kv_cache, "PREFILL_CHUNK_TOKENS", (16, 64))
+    monkeypatch.setattr(kv_cache, "PREFILL_ONE_FORWARD_TOKENS", 64)
     monkeypatch.setattr(kv_cache, "PREFILL_MASK_ELEMENTS", 64 * 160)  # chunks shrink as the cache grows
     chunked = model.prefill(x)
     n = one.cached_tokens
@@ -328,7 +329,9 @@ def test_prefill_chunks_cover_the_tokens_and_bound_the_mask(monkeypatch):
     from speechpress import kv_cache
 
     low, high = kv_cache.PREFILL_CHUNK_TOKENS
-    for n in (1, high, high + 1, 60_000):
+    one = kv_cache.PREFILL_ONE_FORWARD_TOKENS
+    assert kv_cache.prefill_chunks(one) == [one] and kv_cache.prefill_chunks(0) == []  # up to it: one forward
+    for n in (one + 1, 60_000):
         sizes = kv_cache.prefill_chunks(n)
         assert sum(sizes) == n and all(low <= s <= high for s in sizes[:-1])
         seen = 0
