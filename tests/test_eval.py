@@ -332,3 +332,43 @@ def test_model_label_names_training_outputs_after_their_run(tmp_path):
     assert model_label(str(tmp_path / "phase3" / "model")) == "phase3"
     assert model_label(str(tmp_path / "speechpress-tiny")) == "speechpress-tiny"
     assert model_label("Qwen/Qwen2-Audio-7B-Instruct") == "Qwen--Qwen2-Audio-7B-Instruct"
+
+
+# ------------------------------------------------------------------------------------------------- choice scoring
+def test_loglik_answers_multiple_choice_by_the_options_likelihood_and_the_rest_as_before(tmp_path, sweep_dir, corpus, model_dir):
+    """--choice-scoring loglik: multiple-choice rows ask the bare question and pick the likeliest option, scored
+    exactly as a recomputation on a fresh prefill says; every other row is the generated run's row."""
+    assert main(["eval", "--model", str(model_dir), "--benchmark", str(corpus), "--out", str(tmp_path),
+                 "--choice-scoring", "loglik", "--no-progress", "--count-flops", "none", *GEN]) == 0
+    run = next(tmp_path.glob("*/tiny+loglik/identity"))
+    assert json.loads((run / "config.json").read_text())["choice_scoring"] == "loglik"
+    got, generated = rows(run / "predictions.jsonl"), rows(sweep_dir / "identity" / "predictions.jsonl")
+    examples = {e.id: e for e in load_manifest(corpus)}
+    model = SpeechLM.from_pretrained(str(model_dir))
+    mc = [r for r in got if r["choices"]]
+    assert mc and len(mc) < len(got)
+    for row, gen in zip(got, generated):
+        if not row["choices"]:
+            assert stable(row) == stable(gen)
+            continue
+        e = examples[row["id"]]
+        assert row["question"] == e.prompt and row["new_tokens"] == 0
+        from speechpress.audio import load_audio
+
+        audio = load_audio(str(e.audio), target_rate=16000)
+        sr = audio.sample_rate
+        clip = audio.samples[int(round(e.offset * sr)) : int(round((e.offset + e.duration) * sr))]
+        again = [float(lp.sum()) for lp in model.choice_logprobs(model.prefill(clip), e.prompt, e.choices)]
+        assert row["choice_logprobs"] == pytest.approx(again, abs=1e-4)
+        assert row["prediction"] == "ABCD"[max(range(len(again)), key=again.__getitem__)]
+    scored = json.loads((run / "metrics.json").read_text())["metrics"]["overall"]["mc_accuracy"]["pooled"]
+    assert scored["score"] == sum(r["prediction"] == r["reference"] for r in mc) / len(mc)
+
+
+def test_a_bundled_model_is_evaluated_by_name(tmp_path, corpus):
+    """--model speechpress-tiny from any directory, as ask and transcribe take it (eval refused the name before)."""
+    assert main(["eval", "--model", "speechpress-tiny", "--benchmark", str(corpus), "--out", str(tmp_path), "--limit", "1",
+                 "--no-progress", "--count-flops", "none", *GEN]) == 0
+    run = next(tmp_path.glob("*/speechpress-tiny/identity"))
+    assert len(rows(run / "predictions.jsonl")) == 1
+    assert json.loads((run / "config.json").read_text())["model"] == "speechpress-tiny"

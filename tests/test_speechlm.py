@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechpress.errors import ModelLoadError, PressError
+from speechpress.errors import DataError, ModelLoadError, PressError
 from speechpress.model.lengths import audio_token_count
 from speechpress.model.speechlm import SpeechLM
 
@@ -116,6 +116,48 @@ def test_answer_logits_equal_full_forward():
         full = model.llm(inputs_embeds=embeds).logits[0]
     start = len(prefix) + audio.shape[1] + len(suffix) - 1
     assert torch.allclose(cached, full[start : start + len(answer)], atol=1e-4)
+
+
+@pytest.mark.parametrize("press", [None, "knorm:4"])
+def test_option_likelihoods_equal_one_forward_and_leave_the_context_as_it_was(press):
+    """Each option's token log-probabilities (question once, options on top of it) equal those of one forward over
+    the whole sequence; the context answers afterwards exactly as before, also when a KV press evicted."""
+    model = tiny_model()
+    x = speech(4.0)
+    ctx = model.prefill(x, press)
+    options = ["Tuesday", "the blue folder", "seventeen reports at four"]
+    before = model.answer(ctx, "What day?", max_new_tokens=6).token_ids
+    length = ctx.cache.get_seq_length()
+    got = model.choice_logprobs(ctx, "What day?", options)
+    assert ctx.cache.get_seq_length() == length
+    assert model.answer(ctx, "What day?", max_new_tokens=6).token_ids == before
+    for option, logprobs in zip(options, got):
+        # The reference: teacher forcing the question and this option in one forward on the same context.
+        ids = model.tokenizer(option, add_special_tokens=False)["input_ids"]
+        reference = model.answer_logits(ctx, "What day?", option).log_softmax(-1)
+        assert torch.allclose(logprobs, reference[torch.arange(len(ids)), ids], atol=1e-4)
+    if press is None:  # and one forward over prefix, audio, question and option, with no cache at all
+        prefix, suffix = model.prompt_ids("What day?")
+        ids = model.tokenizer(options[2], add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            audio = model.project(model.encode(x)).embeddings
+            embeds = torch.cat([model.embed_ids(prefix), audio, model.embed_ids(suffix + ids)], dim=1)
+            full = model.llm(inputs_embeds=embeds).logits[0].log_softmax(-1)
+        start = len(prefix) + audio.shape[1] + len(suffix) - 1
+        assert torch.allclose(got[2], full[torch.arange(start, start + len(ids)), ids], atol=1e-4)
+    answer = model.choose(ctx, "What day?", options)
+    sums = [float(lp.sum()) for lp in got]
+    assert answer.extra["choice_logprobs"] == pytest.approx(sums, abs=1e-5)
+    assert answer.text == "ABC"[int(np.argmax(sums))] and answer.token_ids == []
+
+
+def test_options_without_tokens_are_a_data_error():
+    model = tiny_model()
+    ctx = model.prefill(speech(2.0))
+    with pytest.raises(DataError, match="no tokens"):
+        model.choice_logprobs(ctx, "What day?", ["Tuesday", ""])
+    with pytest.raises(DataError, match="at least one"):
+        model.choice_logprobs(ctx, "What day?", [])
 
 
 def test_greedy_is_deterministic_and_sampling_is_seeded():

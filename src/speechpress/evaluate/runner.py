@@ -45,9 +45,13 @@ PREFILL_COLUMNS = ("duration", "press", "query_in_compression", "prefill_id", "e
                    "kv_bytes_analytic", "prefill_seconds", "encode_seconds", "encoder_cache", "prefill_flops_analytic",
                    "prefill_flops_analytic_causal", "decode_flops_per_token_analytic")
 # Settings that change what a row holds: a rerun must match them to reuse rows (limit, world size, out do not).
-IDENTITY_KEYS = ("benchmark", "model", "press", "generation", "question_template", "int8_encoder")
+IDENTITY_KEYS = ("benchmark", "model", "press", "generation", "question_template", "int8_encoder", "choice_scoring")
 # An int8 encoder's runs get a model folder of their own, so a resume never mixes them with fp32 rows.
 INT8_LABEL = "+int8-encoder"
+# How multiple-choice questions are answered: by writing a letter (generate) or by the options' likelihood (loglik,
+# SpeechLM.choose). Likelihood runs get a model folder of their own, beside the generated ones.
+CHOICE_SCORING = ("generate", "loglik")
+LOGLIK_LABEL = "+loglik"
 
 
 @dataclass
@@ -150,11 +154,17 @@ class Runner:
     def __init__(self, model_path: str, out: str | Path, *, device: str | None = None, generation: dict | None = None,
                  press_options: dict | None = None, count_flops: str = "first", progress: bool = True,
                  dist: Dist | None = None, model=None, encoder_cache: str | Path | None = None,
-                 encoder_cache_bytes: int | None = None, int8_encoder: bool = False):
+                 encoder_cache_bytes: int | None = None, int8_encoder: bool = False, choice_scoring: str = "generate"):
         """``int8_encoder``: quantize the encoder to int8 once loaded (``SpeechLM.quantize_encoder_int8``, CPU
-        only); its runs go to ``OUT/<benchmark>/<model>+int8-encoder/`` and their config.json says so."""
+        only); its runs go to ``OUT/<benchmark>/<model>+int8-encoder/`` and their config.json says so.
+        ``choice_scoring="loglik"``: multiple-choice questions are asked bare and answered with the likeliest
+        option (``SpeechLM.choose``); other questions are still answered by generation. Runs go to
+        ``OUT/<benchmark>/<model>+loglik/``."""
         if count_flops not in ("first", "all", "none"):
             raise ConfigError(f"count_flops must be first, all or none, got {count_flops!r}")
+        if choice_scoring not in CHOICE_SCORING:
+            raise ConfigError(f"choice_scoring must be generate or loglik, got {choice_scoring!r}")
+        self.choice_scoring = choice_scoring
         self.model_path = str(model_path)
         self.out = Path(out)
         self.device = device
@@ -188,7 +198,8 @@ class Runner:
         return self._model
 
     def model_label(self) -> str:
-        return model_label(self.model_path) + (INT8_LABEL if self.int8_encoder else "")
+        return (model_label(self.model_path) + (INT8_LABEL if self.int8_encoder else "")
+                + (LOGLIK_LABEL if self.choice_scoring == "loglik" else ""))
 
     def encode(self, example, audio):
         """The encoder tokens of one group's audio, (tokens, encode seconds, "hit" / "miss" / "off"): through
@@ -219,9 +230,11 @@ class Runner:
             press=dict(spec=spec.press, ratio=spec.ratio, tokens_per_second=spec.tokens_per_second,
                        options=self.press_options, label=spec.label, family=spec.family, nominal_ratio=spec.nominal_ratio),
             generation=self.generation,
-            question_template="Example.text_prompt",
+            question_template=("Example.text_prompt" if self.choice_scoring == "generate"
+                               else "Example.prompt (multiple choice), Example.text_prompt (others)"),
             count_flops=self.count_flops,
             int8_encoder=self.int8_encoder,
+            choice_scoring=self.choice_scoring,
             speechpress_version=__version__,
         )
 
@@ -316,7 +329,8 @@ class Runner:
                 recorded = None if query_aware else next((done[e.id] for e in group if e.id in done), None)
                 context = None
                 for qi, example in enumerate(todo_rows):
-                    question = example.text_prompt()
+                    by_likelihood = self.choice_scoring == "loglik" and bool(example.choices)
+                    question = example.prompt if by_likelihood else example.text_prompt()
                     shared = context is not None and not query_aware
                     if not shared:
                         q = question if query_aware else None
@@ -332,10 +346,15 @@ class Runner:
                         if flops_left is None or flops_left > 0:
                             measured = count_prefill_flops(model, audio, chain, question=q)["total"]
                             flops_left = None if flops_left is None else flops_left - 1
-                    answer = model.answer(context, question, **self.generation)
+                    if by_likelihood:
+                        answer = model.choose(context, question, example.choices)
+                    else:
+                        answer = model.answer(context, question, **self.generation)
                     row = answer_row(example, question, answer, pre, shared=shared,
                                      measured_flops=None if shared else measured, device=model.device,
                                      rank=self.dist.rank)
+                    if by_likelihood:
+                        row["choice_logprobs"] = answer.extra["choice_logprobs"]
                     writer.write(row)
                     new += 1
                     bar.update(1)
@@ -382,6 +401,8 @@ def _identity(config: dict, key: str) -> str:
         value = {k: value.get(k) for k in ("spec", "ratio", "tokens_per_second", "options")}
     if key == "int8_encoder":  # runs written before the option existed are fp32
         value = bool(value)
+    if key == "choice_scoring":  # and answered multiple choice by generation
+        value = value or "generate"
     return json.dumps(value, sort_keys=True)
 
 

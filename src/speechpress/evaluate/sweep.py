@@ -80,8 +80,9 @@ def sweep(presses: Sequence[str], ratios: Sequence[float] = (), tokens_per_secon
 
 def check_model_path(model: str) -> None:
     """Fail before any run starts on a model path that cannot be a model (hub ids are checked when loaded)."""
+    from speechpress.bundled import BUNDLED_NAMES
     from speechpress.errors import ModelLoadError
-    from speechpress.model.persistence import CONFIG_NAME, looks_like_hub_id
+    from speechpress.model.persistence import CONFIG_NAME, looks_like_hub_id, resolve_model_dir
 
     path = Path(model)
     if path.exists():
@@ -89,6 +90,8 @@ def check_model_path(model: str) -> None:
             raise ModelLoadError(f"{path}: is a file, not a model directory")
         if not (path / CONFIG_NAME).is_file():
             raise ModelLoadError(f"{path}: not a model directory (no {CONFIG_NAME})")
+    elif str(model) in BUNDLED_NAMES:
+        resolve_model_dir(model)  # a bundled model by name: missing from this install is a clear error
     elif not looks_like_hub_id(str(model)):
         raise ModelLoadError(f"{path}: no such model directory")
 

@@ -30,7 +30,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from speechpress import kv_cache
 from speechpress.audio import Audio, load_audio
-from speechpress.errors import AudioError, ConfigError, ModelLoadError, PressError
+from speechpress.errors import AudioError, ConfigError, DataError, ModelLoadError, PressError
 from speechpress.features import iter_feature_windows, num_windows
 from speechpress.model.config import SpeechLMConfig
 from speechpress.model.lengths import encoder_frames_for_mel_frames, tokens_for_mel_frames, window_token_spans
@@ -558,6 +558,59 @@ class SpeechLM(nn.Module):
             return [self.answer(self.prefill(audio, chain, question=q, progress=progress), q, **generation) for q in questions]
         context = self.prefill(audio, chain, progress=progress)
         return [self.answer(context, q, **generation) for q in questions]
+
+    @torch.inference_mode()
+    def choice_logprobs(self, context: AudioContext, question: str, choices: list[str]) -> list[torch.Tensor]:
+        """The log-probability of each option's tokens as the reply to ``question`` (teacher forcing), one tensor
+        per option; the context is left as it was.
+
+        Multiple choice scored by likelihood, as lm-evaluation-harness scores it: a small LLM that cannot write
+        "B" on cue can still prefer the right option's words (docs/eval.md). The question runs once; each option
+        runs on top of it and is cut off again."""
+        if not choices:
+            raise DataError("choice_logprobs needs at least one option")
+        _, suffix = self.prompt_ids(question)
+        option_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+        if any(not ids for ids in option_ids):
+            raise DataError(f"an option has no tokens: {choices!r}")
+        self.check_positions(context, len(suffix), max(len(ids) for ids in option_ids))
+        cache_len = context.cache.get_seq_length()
+        out = []
+        try:
+            first = self._forward_ids(context, suffix, context.next_position).log_softmax(-1)
+            asked = context.cache.get_seq_length()
+            position = context.next_position + len(suffix)
+            for ids in option_ids:
+                logits = self.llm(
+                    input_ids=torch.tensor([ids], device=self.device),
+                    past_key_values=context.cache,
+                    position_ids=torch.arange(position, position + len(ids), device=self.device)[None],
+                    use_cache=True,
+                ).logits[0, :-1].float().log_softmax(-1)
+                kv_cache.truncate(context.cache, asked)
+                target = torch.tensor(ids, device=self.device)
+                rest = logits.gather(1, target[1:, None]).squeeze(1)
+                out.append(torch.cat([first[target[:1]], rest]).cpu())
+        finally:
+            kv_cache.truncate(context.cache, cache_len)
+        return out
+
+    def choose(self, context: AudioContext, question: str, choices: list[str]) -> Answer:
+        """Answer a multiple-choice question with the letter of the likeliest option: the sum of its tokens'
+        log-probabilities as the reply to the bare ``question`` (options not shown; lm-evaluation-harness's
+        ``acc``). ``extra["choice_logprobs"]`` holds every option's sum."""
+        from speechpress.data.schema import LETTERS
+
+        start = time.perf_counter()
+        sums = [float(lp.sum()) for lp in self.choice_logprobs(context, question, choices)]
+        best = max(range(len(sums)), key=sums.__getitem__)
+        return Answer(
+            text=LETTERS[best], token_ids=[], question=question, press=context.press, duration=context.duration,
+            encoder_tokens=context.encoder_tokens, llm_audio_tokens=context.llm_audio_tokens,
+            cached_audio_tokens=context.cached_audio_tokens, query_in_compression=context.query_in_compression,
+            prefill_seconds=context.prefill_seconds, decode_seconds=time.perf_counter() - start,
+            extra={"choice_logprobs": sums},
+        )
 
     @torch.inference_mode()
     def answer_logits(self, context: AudioContext, question: str, answer: str) -> torch.Tensor:

@@ -45,6 +45,12 @@ def register(sub) -> None:
     g.add_argument("--press-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a press setting, repeatable, e.g. interval_tokens=128 for sst")
     add_generation_args(p)
+    p.add_argument("--choice-scoring", default="generate", choices=("generate", "loglik"),
+                   help="how multiple-choice questions are answered: generate (default) writes a letter after the "
+                   "lettered options; loglik asks the bare question and picks the option whose words the model finds "
+                   "likeliest (sum of log-probabilities, as lm-evaluation-harness scores multiple choice), which "
+                   "measures what a small LLM knows even when it cannot write the letter; its runs go to "
+                   "OUT/<benchmark>/<model>+loglik/")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N questions of the benchmark")
     p.add_argument("--out", default="runs", help="output root (default: runs)")
     p.add_argument("--count-flops", default="first", choices=("first", "all", "none"),
@@ -90,7 +96,7 @@ def _run(args) -> int:
     runner = Runner(args.model, args.out, device=args.device, generation=gen, press_options=options,
                     count_flops=args.count_flops, progress=not args.no_progress, dist=dist,
                     encoder_cache=cache_dir, encoder_cache_bytes=int(args.encoder_cache_gb * 2**30),
-                    int8_encoder=args.int8_encoder)
+                    int8_encoder=args.int8_encoder, choice_scoring=args.choice_scoring)
     try:
         results = [runner.run(bench, spec, limit=args.limit) for spec in specs]
     finally:
