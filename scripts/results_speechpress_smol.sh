@@ -59,4 +59,13 @@ speechpress eval --model src/speechpress/assets/speechpress-tiny "${ASR[@]}"
 [ -f runs/speechpress-smol/phase3/model/config.json ] &&
   speechpress eval --model runs/speechpress-smol/phase3/model --press identity sst avgpool --ratio 2 4 8 16 "${ASR[@]}"
 speechpress eval --model speechpress-smol "${ASR[@]}"   # the fp16 bundle of phase 3: the same transcripts
+# Multiple choice scored by the options' likelihood (docs/eval.md): the bundled model on the 90 s questions, its LLM
+# given the gold transcript, and the needle's own audio on a validation-split corpus made for this diagnosis only.
+speechpress eval --model speechpress-smol --press identity avgpool:4 random:4 truncate speechprune:4 sst:8 \
+    --choice-scoring loglik --benchmark corpus/test-90s.jsonl --name test-s9-90s --out "$OUT" "${CACHE[@]}"
+[ -f runs/speechpress-smol/phase2/model/config.json ] &&
+  python3 benchmarks/text_ceiling.py --model runs/speechpress-smol/phase2/model --benchmark corpus/test-90s.jsonl \
+    --choice-scoring loglik --out "$OUT/text-ceiling-90s-loglik.json"
+[ -f corpus-dev/validation.jsonl ] || speechpress synth --out corpus-dev --seed 21 --split validation --durations 90 --hours 0.75
+python3 benchmarks/needle_clip.py --model speechpress-smol --benchmark corpus-dev/validation.jsonl --out "$OUT/needle-clip-dev.json"
 speechpress report "$OUT"

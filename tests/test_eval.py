@@ -361,8 +361,14 @@ def test_loglik_answers_multiple_choice_by_the_options_likelihood_and_the_rest_a
         again = [float(lp.sum()) for lp in model.choice_logprobs(model.prefill(clip), e.prompt, e.choices)]
         assert row["choice_logprobs"] == pytest.approx(again, abs=1e-4)
         assert row["prediction"] == "ABCD"[max(range(len(again)), key=again.__getitem__)]
-    scored = json.loads((run / "metrics.json").read_text())["metrics"]["overall"]["mc_accuracy"]["pooled"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    scored = metrics["metrics"]["overall"]["mc_accuracy"]["pooled"]
     assert scored["score"] == sum(r["prediction"] == r["reference"] for r in mc) / len(mc)
+    # Decoding time per token counts generated rows only; the options' scoring time is its own mean.
+    written = [r for r in got if not r["choices"]]
+    assert metrics["cost"]["decode_seconds_per_token"] == pytest.approx(
+        sum(r["decode_seconds"] for r in written) / sum(r["new_tokens"] + 1 for r in written))
+    assert metrics["cost"]["choice_seconds_mean"] == pytest.approx(sum(r["decode_seconds"] for r in mc) / len(mc))
 
 
 def test_a_bundled_model_is_evaluated_by_name(tmp_path, corpus):

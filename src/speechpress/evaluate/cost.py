@@ -190,7 +190,9 @@ def summarize_cost(rows: list[dict]) -> dict:
     seconds = sum(r["duration"] for r in pre)
     cached = sum(r["cached_audio_tokens"] for r in pre)
     counted = [r for r in pre if r.get("prefill_flops_measured") is not None]
-    decode_steps = sum(r["new_tokens"] + 1 for r in rows)
+    # Rows answered by the options' likelihood (choice_logprobs) generate nothing: their time is not per token.
+    generated = [r for r in rows if "choice_logprobs" not in r]
+    decode_steps = sum(r["new_tokens"] + 1 for r in generated)
     out = dict(
         questions=len(rows),
         prefills=len(pre),
@@ -210,7 +212,8 @@ def summarize_cost(rows: list[dict]) -> dict:
         prefill_seconds_mean=mean("prefill_seconds"),
         prefill_seconds_total=sum(r["prefill_seconds"] for r in pre),
         decode_seconds_mean=mean("decode_seconds", rows),
-        decode_seconds_per_token=sum(r["decode_seconds"] for r in rows) / decode_steps,
+        decode_seconds_per_token=sum(r["decode_seconds"] for r in generated) / decode_steps if generated else None,
+        choice_seconds_mean=mean("decode_seconds", [r for r in rows if "choice_logprobs" in r]),
         new_tokens_mean=mean("new_tokens", rows),
         prefill_flops_measured_mean=mean("prefill_flops_measured", counted) if counted else None,
         flops_counted_prefills=len(counted),
