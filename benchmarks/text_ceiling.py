@@ -53,6 +53,7 @@ def main() -> None:
 
     from speechpress.cli.common import bundled_model
     from speechpress.data.loaders import load_manifest
+    from speechpress.data.schema import LETTERS
     from speechpress.evaluate.metrics import get_metric
     from speechpress.evaluate.scoring import scoring_metric
     from speechpress.model.speechlm import SpeechLM
@@ -74,7 +75,7 @@ def main() -> None:
         if args.choice_scoring == "loglik" and e.choices:
             ids = prompt(e, e.prompt)
             logprobs = [option_logprob(model.llm, ids, tok(c, add_special_tokens=False)["input_ids"]) for c in e.choices]
-            text = "ABCDEFGHIJ"[max(range(len(logprobs)), key=logprobs.__getitem__)]
+            text = LETTERS[max(range(len(logprobs)), key=logprobs.__getitem__)]
         else:
             ids = prompt(e, e.text_prompt())
             with torch.inference_mode():
