@@ -183,7 +183,7 @@ def test_splits_never_share_sentences_needles_or_voices(tmp_path):
     for split in SPLITS:
         g = Grammar(np.random.default_rng(0), split, "meeting")
         sents = set()
-        for genre in ("meeting", "lecture", "news", "conversation"):
+        for genre in ("meeting", "lecture", "news", "conversation", "dictation"):
             g.genre = genre
             sents |= {g.content().text for _ in range(400)} | {g.key().text for _ in range(100)}
             sents |= {g.intro(g.person(), lead).text for lead in (True, False) for _ in range(50)}
@@ -219,6 +219,39 @@ def test_every_template_uses_a_partitioned_slot_and_items_never_nest():
         assert slots & set(PARTITIONED_SLOTS + ("name", "room2", "place2")), t
     for a in ITEMS:
         assert not [b for b in ITEMS if b != a and re.search(rf"\b{a}\b", b)], a
+
+
+def test_dictation_reads_words_no_template_predicts_and_never_reuses_other_genres(tmp_path):
+    report = synthesize(tmp_path, seed=3, split="train", durations=[30, 30], genres=["dictation"], tasks=["asr_short"])
+    recs = _recordings(tmp_path / "train")
+    assert report.reused == 0 and {r["genre"] for r in recs} == {"dictation"}
+    assert all(r["summary"].startswith("Notes read by") for r in recs)
+    pools = pools_for("train")
+    partitioned = {w for slot in pools.values() for w in slot}
+    texts = [u["text"] for r in recs for u in r["utterances"] if u["kind"] == "content"]
+    lists = [t for t in texts if t.count(",") >= 3 and " the " not in t]
+    assert len(lists) >= 2 and len(set(texts)) == len(texts), texts
+    for text in lists:  # 4-9 spoken items, at least one of them a word of this split's pools
+        items = text.rstrip(".").split(", ")
+        assert 4 <= len(items) <= 9 and any(w in partitioned for item in items for w in (item, *item.split())), text
+    # The same seed with the default genres is another recording: a rerun into the folder rebuilds it.
+    again = synthesize(tmp_path, seed=3, split="train", durations=[30, 30], tasks=["asr_short"])
+    assert again.reused == 0 and all(r["genre"] != "dictation" for r in _recordings(tmp_path / "train"))
+    with pytest.raises(ConfigError, match="unknown genre"):
+        synthesize(tmp_path, seed=3, durations=[30], genres=["opera"])
+
+
+def test_published_seeds_keep_their_recordings(tmp_path):
+    """What the test split of the published results (seed 9) drew before any audio was rendered: a new genre or
+    option must not move the default draw (the dictation genre once did, through a dict that draws for every genre)."""
+    synthesize(tmp_path, seed=9, split="test", durations=[90], tasks=["sir"])
+    rec = _recordings(tmp_path / "test")[0]
+    assert rec["genre"] == "news"
+    assert [(s["name"], s["accent"], s["variant"], s["pitch"], s["rate"]) for s in rec["speakers"]] == [
+        ("Umar Becker", "en-us", "Denis", 50, 225), ("Ingrid Ellis", "en-029", "steph3", 70, 200),
+        ("Lucas Klein", "en-us-nyc", "m7", 55, 225)]
+    assert [n["text"] for n in rec["needles"]] == ["The budget for the Unity project is seventy thousand dollars."]
+    assert rec["utterances"][0]["text"] == "Good evening, I'm Umar Becker, and this is the news from Seville."
 
 
 def test_duration_planning_and_parsing():

@@ -134,21 +134,32 @@ KEYS = {
         ("Okay, I'll bring the {item} to the party.", "one of them will bring the {item} to the party"),
         ("Let's book the trip to {place} for {month}.", "they will book a trip to {place} for {month}"),
     ],
+    "dictation": [
+        ("Note that the {project} files are kept in the {room}.", "the {project} files are kept in the {room}"),
+        ("The last item on the list is the {item} from {place}.", "the last item is the {item} from {place}"),
+    ],
 }
 INTROS = {
     "meeting": ("Good morning, I'm {name}, and today we will discuss the {project} project in {place}.", "Hi everyone, this is {name}."),
     "lecture": ("Good morning, my name is {name}, and today's lecture is about the history of the {item}.", "Hi, I'm {name}, I have a question."),
     "news": ("Good evening, I'm {name}, and this is the news from {place}.", "This is {name}, reporting from {place2}."),
     "conversation": ("Hey, it's {name}, how are you?", "Hi, {name} here."),
+    "dictation": ("Hello, I'm {name}, and I will read the notes on the {project} project.", "This is {name}, next notes."),
 }
 TOPICS = {
     "meeting": "the {project} project in {place}",
     "lecture": "the history of the {item}",
     "news": "the news from {place}",
     "conversation": "everyday news and plans",
+    "dictation": "the {project} project",
 }
 FILLERS = ["Uh, ", "Well, ", "Oh, ", "So, ", "Right, ", "Um, "]
-FILLER_RATE = {"meeting": 0.2, "lecture": 0.1, "news": 0.0, "conversation": 0.4}
+FILLER_RATE = {"meeting": 0.2, "lecture": 0.1, "news": 0.0, "conversation": 0.4, "dictation": 0.0}
+# Dictation (opt-in: `speechpress synth --genres dictation`) has no CONTENT table: its speakers read notes no
+# template predicts (Grammar.dictation), so a model trained to transcribe them has to hear every name and number.
+# What a dictation word list draws from: each entry is one spoken item; the partitioned ones keep splits disjoint.
+_LIST_SLOTS = ("first", "person", "place", "item", "project", "room", "weekday", "month", "colour", "time",
+               "number", "year", "ordinal", "code")
 
 # Needle facts: statement, question, the answer's slot, and how to make the wrong options.
 NEEDLES = [
@@ -248,6 +259,8 @@ class Grammar:
         return self.fill(template, f"{name} introducing themself", "intro", extra)
 
     def content(self, question: bool = False) -> Sentence:
+        if self.genre == "dictation":
+            return self.dictation()
         table = QUESTIONS if question else CONTENT[self.genre]
         text, gist = table[int(self.rng.integers(len(table)))]
         s = self.fill(text, gist, "content")
@@ -257,6 +270,26 @@ class Grammar:
             body = s.text[0].lower() + s.text[1:] if first.lower() in _LOWERABLE else s.text
             s = Sentence(filler + body, s.gist, s.kind)
         return s
+
+    def dictation(self) -> Sentence:
+        """A sentence no template predicts (a list of 4-9 names, places, numbers ...; a third of the time a needle
+        fact, a third a random sentence of another genre), for alignment on content words."""
+        r = self.rng
+        kind = r.random()
+        if kind < 1 / 3:
+            needle = self.needle(set())
+            return Sentence(needle.text, needle.text, "content")
+        if kind < 2 / 3:
+            genre = ("meeting", "lecture", "news", "conversation")[int(r.integers(4))]
+            text, gist = CONTENT[genre][int(r.integers(len(CONTENT[genre])))]
+            return self.fill(text, gist, "content")
+        n = int(r.integers(4, 10))
+        slots = [_LIST_SLOTS[int(i)] for i in r.integers(len(_LIST_SLOTS), size=n)]
+        if not any(slot in PARTITIONED_SLOTS for slot in slots):
+            slots[int(r.integers(n))] = PARTITIONED_SLOTS[int(r.integers(len(PARTITIONED_SLOTS)))]
+        words = [self.value(slot, topical=False) for slot in slots]
+        text = ", ".join(words)
+        return Sentence(text[0].upper() + text[1:] + ".", f"a list starting with {words[0]}", "content")
 
     def key(self) -> Sentence:
         table = KEYS[self.genre]

@@ -23,7 +23,8 @@ from speechpress.data.vocab import SPLITS
 from speechpress.io import atomic_path
 
 VERSION = 1  # bump when the same seed should produce different audio or questions
-GENRES = ("meeting", "lecture", "news", "conversation")
+GENRES = ("meeting", "lecture", "news", "conversation")  # the default draw (what every published seed used)
+ALL_GENRES = GENRES + ("dictation",)  # dictation: alignment data, only when asked for (synth --genres)
 SIR_MIN_SECONDS = 90.0  # SPIRAL-style needles need at least ~90 s of other speech around them
 _CHUNK = 16  # utterances rendered concurrently before they are placed in order
 
@@ -70,8 +71,11 @@ def _pause(rng: np.random.Generator, new_turn: bool) -> float:
 def _cast(rng: np.random.Generator, genre: str, duration: float) -> tuple[int, list[str]]:
     """How many speakers, and their genders; long recordings can afford bigger casts."""
     cap = max(2, int(duration // 12))
-    n = {"meeting": int(rng.integers(3, 7)), "lecture": 1 + int(rng.integers(0, 3)),
-         "news": 1 + int(rng.integers(1, 4)), "conversation": int(rng.integers(2, 4))}[genre]
+    if genre == "dictation":  # drawn apart: the dict below draws for every genre, and published seeds keep its draws
+        n = int(rng.integers(2, 5))
+    else:
+        n = {"meeting": int(rng.integers(3, 7)), "lecture": 1 + int(rng.integers(0, 3)),
+             "news": 1 + int(rng.integers(1, 4)), "conversation": int(rng.integers(2, 4))}[genre]
     n = min(n, cap)
     return n, ["female" if rng.random() < 0.5 else "male" for _ in range(n)]
 
@@ -95,7 +99,8 @@ def _turns(rng: np.random.Generator, grammar: Grammar, genre: str, names: list[s
             spk = choices[int(rng.integers(len(choices)))]
         turn += 1
         student = genre == "lecture" and spk != 0
-        count = 1 if student else {"meeting": (1, 3), "lecture": (2, 5), "news": (1, 4), "conversation": (1, 2)}[genre]
+        count = 1 if student else {"meeting": (1, 3), "lecture": (2, 5), "news": (1, 4), "conversation": (1, 2),
+                                   "dictation": (1, 3)}[genre]
         count = count if isinstance(count, int) else int(rng.integers(count[0], count[1] + 1))
         for j in range(count):
             if spk not in introduced and j == 0:
@@ -120,10 +125,10 @@ def task_rng(seed: int, split: str, index: int, task: str) -> np.random.Generato
 
 
 def build_recording(seed: int, split: str, index: int, duration: float, flac_path: Path,
-                    executor: ThreadPoolExecutor | None = None, progress=None) -> dict:
+                    executor: ThreadPoolExecutor | None = None, progress=None, genres: tuple[str, ...] = GENRES) -> dict:
     """Render one recording to ``flac_path`` (atomically) and return its timeline metadata."""
     rng = _audio_rng(seed, split, index)
-    genre = GENRES[int(rng.integers(len(GENRES)))]
+    genre = genres[int(rng.integers(len(genres)))]
     grammar = Grammar(rng, split, genre)
     n, genders = _cast(rng, genre, duration)
     voices = draw_voices(rng, split, genders)
@@ -208,7 +213,8 @@ def build_recording(seed: int, split: str, index: int, duration: float, flac_pat
     describe = {"meeting": f"A meeting of {_count_word(len(present))} colleagues",
                 "lecture": "A lecture" + (" with questions from the audience" if len(present) > 1 else ""),
                 "news": f"A news bulletin with {_count_word(len(present))} presenters",
-                "conversation": f"A conversation between {_count_word(len(present))} friends"}[genre]
+                "conversation": f"A conversation between {_count_word(len(present))} friends",
+                "dictation": f"Notes read by {_count_word(len(present))} people"}[genre]
     summary = f"{describe} about {grammar.topic()}."
     if keys:
         summary += " Key points: " + "; ".join(keys) + "."

@@ -18,7 +18,7 @@ from pathlib import Path
 import soundfile as sf
 
 from speechpress.data.questions import examples_for
-from speechpress.data.recording import VERSION, build_recording, q, recording_id
+from speechpress.data.recording import ALL_GENRES, GENRES, VERSION, build_recording, q, recording_id
 from speechpress.data.schema import SYNTH_TASKS
 from speechpress.data.tts import SAMPLE_RATE
 from speechpress.data.vocab import SPLITS
@@ -62,14 +62,22 @@ class SynthReport:
 
 
 def synthesize(out: str | os.PathLike, seed: int, split: str = "train", durations=(30, 90, 300),
-               hours: float | None = None, tasks=None, jobs: int | None = None, progress: bool = False) -> SynthReport:
-    """Write ``out/<split>/*.flac`` + sidecars and the manifest ``out/<split>.jsonl``; skips finished recordings."""
+               hours: float | None = None, tasks=None, jobs: int | None = None, progress: bool = False,
+               genres=None) -> SynthReport:
+    """Write ``out/<split>/*.flac`` + sidecars and the manifest ``out/<split>.jsonl``; skips finished recordings.
+
+    ``genres`` (default: the four of every published seed) is what each recording's genre is drawn from; the same
+    seed with other genres gives other recordings, so give them their own ``out`` folder."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     tasks = list(SYNTH_TASKS) if not tasks else list(tasks)
     unknown = [t for t in tasks if t not in SYNTH_TASKS]
     if unknown:
         raise ConfigError(f"unknown task(s) {', '.join(unknown)}; synth makes: {', '.join(SYNTH_TASKS)}")
+    genres = tuple(GENRES if not genres else genres)
+    unknown = [g for g in genres if g not in ALL_GENRES]
+    if unknown:
+        raise ConfigError(f"unknown genre(s) {', '.join(unknown)}; choose from {', '.join(ALL_GENRES)}")
     plan = plan_durations(durations, hours)
     out = Path(out)
     folder = out / split
@@ -85,9 +93,9 @@ def synthesize(out: str | os.PathLike, seed: int, split: str = "train", duration
         for index, duration in enumerate(plan):
             rid = recording_id(seed, split, index)
             flac, side = folder / f"{rid}.flac", folder / f"{rid}.json"
-            rec = _finished(side, flac, seed, split, index, duration)
+            rec = _finished(side, flac, seed, split, index, duration, genres)
             if rec is None:
-                rec = build_recording(seed, split, index, duration, flac, executor, bar)
+                rec = build_recording(seed, split, index, duration, flac, executor, bar, genres)
                 rec["audio"] = flac.name
                 atomic_write_json(side, rec)
                 rec = json.loads(side.read_text(encoding="utf-8"))  # key order as stored, so reruns match
@@ -101,7 +109,7 @@ def synthesize(out: str | os.PathLike, seed: int, split: str = "train", duration
     return SynthReport(manifest, len(plan), reused, len(rows), float(sum(plan)), size)
 
 
-def _finished(side: Path, flac: Path, seed: int, split: str, index: int, duration: float) -> dict | None:
+def _finished(side: Path, flac: Path, seed: int, split: str, index: int, duration: float, genres) -> dict | None:
     """The sidecar of a recording this exact request already produced, else None (so it is rebuilt)."""
     if not (side.is_file() and flac.is_file()):
         return None
@@ -111,6 +119,7 @@ def _finished(side: Path, flac: Path, seed: int, split: str, index: int, duratio
     except (OSError, ValueError, RuntimeError):
         return None
     same = (rec.get("seed"), rec.get("split"), rec.get("index"), rec.get("version")) == (seed, split, index, VERSION)
+    same = same and rec.get("genre") in genres
     if same and frames == int(round(duration * SAMPLE_RATE)) and rec.get("duration") == q(frames / SAMPLE_RATE):
         return rec
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from speechpress.data.recording import ALL_GENRES, GENRES
     from speechpress.data.schema import SYNTH_TASKS
     from speechpress.data.vocab import SPLITS
 
@@ -22,6 +23,10 @@ def register(sub) -> None:
                    help="cycle through --durations until this much audio is planned (default: one of each)")
     p.add_argument("--tasks", nargs="+", default=None, choices=SYNTH_TASKS, metavar="TASK",
                    help=f"questions to write (default: all): {', '.join(SYNTH_TASKS)}")
+    p.add_argument("--genres", nargs="+", default=None, choices=ALL_GENRES, metavar="GENRE",
+                   help=f"draw each recording's genre from these (default: {' '.join(GENRES)}). 'dictation' is "
+                   "alignment data: speakers read lists of names, places and numbers, facts and sentences of the "
+                   "other genres, which no template predicts; use its own --out folder")
     p.add_argument("--jobs", type=int, default=None, help="concurrent espeak-ng processes (default: cores, max 4)")
     p.set_defaults(func=run)
 
@@ -41,7 +46,7 @@ def _run(args) -> int:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     durations = [parse_duration(d) for d in args.durations]
     report = synthesize(args.out, args.seed, split=args.split, durations=durations, hours=args.hours,
-                        tasks=args.tasks, jobs=args.jobs, progress=True)
+                        tasks=args.tasks, jobs=args.jobs, progress=True, genres=args.genres)
     print(f"{report.recordings} recordings ({report.reused} already there), {report.audio_seconds / 3600:.2f} h of "
           f"audio, {report.bytes / 1e6:.1f} MB, {report.examples} examples -> {report.manifest}")
     return 0
