@@ -376,6 +376,42 @@ def test_slice_recordings_cuts_clips_from_one_encoding_per_recording(corpus, tmp
         frontend.recording_slice(short)
 
 
+def test_alone_fraction_encodes_the_hashed_share_of_clips_alone_and_slices_the_rest(corpus, tmp_path):
+    """data.alone_fraction: the clips a hash picks get exactly the tokens of the clip encoded alone (what
+    transcribe and eval's utterance rows see), the others exactly their slice; 0 and 1 are the two pure modes."""
+    from speechpress.model.config import named_or_file_config
+    from speechpress.model.speechlm import SpeechLM
+    from speechpress.train.config import DataSection
+    from speechpress.train.data import AudioStore, load_training_set
+    from speechpress.train.frontend import AudioFrontend
+
+    model = SpeechLM.from_config(named_or_file_config("tiny"), seed=0).eval()
+    # The utterance clips (a whole-recording row is the same either way).
+    examples = [ex for ex in load_training_set(DataSection(train=[str(corpus)], utterances=True, max_duration=12.0)).examples
+                if ex.task == "asr_short" and ex.duration < 11.0][:12]
+    reference = AudioFrontend(model, AudioStore(), None)
+    with torch.no_grad():  # each mode computed directly: the slice, and the clip's own window
+        sliced = [reference.recording_slice(ex) for ex in examples]
+        alone = [reference.encode(reference.windows([ex]))[0] for ex in examples]
+    assert not any(torch.equal(a[0], b[0]) for a, b in zip(sliced, alone) if a[0].shape == b[0].shape)  # they differ
+    half = AudioFrontend(model, AudioStore(), None, slice_recordings=True, alone_fraction=0.5)
+    picked = [half.encoded_alone(ex) for ex in examples]
+    assert len(examples) >= 6 and 2 <= sum(picked) <= len(picked) - 2
+    for ex, got, s, a, is_alone in zip(examples, half.frozen_tokens(examples), sliced, alone, picked):
+        want = a if is_alone else s
+        assert got[0].shape == want[0].shape and torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), ex.id
+    # The choice is a function of the clip alone: another frontend (a resumed run, another process) agrees.
+    again = AudioFrontend(model, AudioStore(), None, slice_recordings=True, alone_fraction=0.5)
+    assert [again.encoded_alone(ex) for ex in reversed(examples)] == picked[::-1]
+    assert not any(AudioFrontend(model, AudioStore(), None, True, 0.0).encoded_alone(ex) for ex in examples)
+    assert all(AudioFrontend(model, AudioStore(), None, True, 1.0).encoded_alone(ex) for ex in examples)
+    cache = tmp_path / "cache"
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        load_config(data=base(corpus, tmp_path / "a", cache, data={"slice_recordings": True, "alone_fraction": 1.5}))
+    with pytest.raises(ConfigError, match="with data.slice_recordings only"):
+        load_config(data=base(corpus, tmp_path / "b", cache, data={"alone_fraction": 0.5}))
+
+
 def test_utterances_keep_every_question_row_whatever_the_manifest_order(corpus, tmp_path):
     """With data.utterances, asr_short rows become the utterance clips and every other row stays, even the first
     row of a recording (an earlier version dropped it)."""

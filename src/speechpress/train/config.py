@@ -51,6 +51,12 @@ class DataSection:
     # every clip's tokens out of it (by their time spans), instead of running a 30 s window per clip. A short
     # clip then costs its own length, not a padded 30 s window, and sees the encoder context it has at inference.
     slice_recordings: bool = False
+    # With slice_recordings: this fraction of clips (chosen by a hash of the clip, the same in every epoch, process
+    # and resumed run) is encoded alone instead, from the start of its own padded window, as `speechpress
+    # transcribe` and eval's utterance rows encode a short clip. A clip's Whisper encoding alone and cut from its
+    # recording differ (cosine 0.4-0.6 on dictation), and a projector trained on slices only transcribes clips
+    # alone worse (docs/train.md, phase 4b).
+    alone_fraction: float = 0.0
 
 
 @dataclass
@@ -350,6 +356,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.batch_size {t.batch_size} is not divisible by train.grad_accum {t.grad_accum}")
     if not cfg.data.train:
         raise ConfigError("data.train: give at least one manifest")
+    if not 0.0 <= cfg.data.alone_fraction <= 1.0:
+        raise ConfigError(f"data.alone_fraction must be between 0 and 1, got {cfg.data.alone_fraction}")
+    if cfg.data.alone_fraction and not cfg.data.slice_recordings:
+        raise ConfigError("data.alone_fraction is read with data.slice_recordings only (without it every clip is encoded alone)")
     if cfg.data.max_duration <= 0 or cfg.data.max_answer_tokens < 1:
         raise ConfigError("data.max_duration must be > 0 and data.max_answer_tokens >= 1")
     if cfg.recipe == "sst":

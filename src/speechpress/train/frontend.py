@@ -6,6 +6,8 @@ a step's clips into one batch of windows and caches frozen-encoder frames.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from speechpress.errors import ConfigError
@@ -16,9 +18,18 @@ from speechpress.train.data import AudioStore, TrainExample, clip_windows
 class AudioFrontend:
     """Clips -> encoder tokens with spans, through the frame cache while the encoder is frozen."""
 
-    def __init__(self, model, store: AudioStore, cache: FrameCache | None, slice_recordings: bool = False):
+    def __init__(self, model, store: AudioStore, cache: FrameCache | None, slice_recordings: bool = False,
+                 alone_fraction: float = 0.0):
         self.model, self.store, self.cache = model, store, cache
-        self.slice_recordings = slice_recordings
+        self.slice_recordings, self.alone_fraction = slice_recordings, alone_fraction
+
+    def encoded_alone(self, ex: TrainExample) -> bool:
+        """Whether ``ex`` is encoded on its own: always without slice_recordings, else for the ``alone_fraction``
+        of clips a hash of the clip picks (never a random draw, so resuming and sharding see the same choice)."""
+        if not self.slice_recordings:
+            return True
+        digest = hashlib.sha256(ex.clip_key.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") / 2.0**64 < self.alone_fraction
 
     def windows(self, examples: list[TrainExample]) -> dict:
         """Log-mel windows of every clip, stacked: what a trainable encoder needs inside ``forward``."""
@@ -48,11 +59,12 @@ class AudioFrontend:
     @torch.no_grad()
     def frozen_tokens(self, examples: list[TrainExample]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Encoder outputs of a frozen encoder, computed once per clip (or, with ``slice_recordings``, once per
-        recording and cut per clip) and then read from the cache."""
-        if self.slice_recordings:
-            return [self.recording_slice(ex) for ex in examples]
+        recording and cut per clip, but for the ``alone_fraction``) and then read from the cache."""
         out = []
         for ex in examples:
+            if not self.encoded_alone(ex):
+                out.append(self.recording_slice(ex))
+                continue
             hit = self.cache.get(ex.clip_key) if self.cache is not None else None
             if hit is None:
                 # One clip at a time: its frames never depend on which clips share its batch, so a resumed or

@@ -89,7 +89,8 @@ def build_objective(cfg, model, store: AudioStore, cache: FrameCache | None) -> 
         apply_lora(cfg, model)
     model.requires_grad_(False)
     train_encoder = "encoder" in wanted
-    frontend = AudioFrontend(model, store, None if train_encoder else cache, cfg.data.slice_recordings and not train_encoder)
+    frontend = AudioFrontend(model, store, None if train_encoder else cache, cfg.data.slice_recordings and not train_encoder,
+                             cfg.data.alone_fraction)
     if cfg.recipe == "ctc":
         objective: Objective = CTCObjective(model, frontend, cfg.train.ctc_frames)
     else:
