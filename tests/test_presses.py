@@ -232,3 +232,19 @@ def test_a_scorer_press_is_one_method():
     assert out.lengths.tolist() == [n_out, 0]
     assert torch.equal(out.embeddings[0, :n_out], emb[expected])
     check_spans(out.spans[0, :n_out], spans)
+
+
+def test_stretch_cuts_by_span_middle_and_consecutive_stretches_partition_the_tokens():
+    """AudioTokens.stretch (how an utterance is cut from its recording's encoding): 40 ms tokens, so the token
+    middles are 0.02, 0.06, 0.10, ...; [0.05, 0.15) holds tokens 1-3, with spans relative to 0.05."""
+    n = 10
+    starts = torch.arange(n, dtype=torch.float64) * 0.04
+    spans = torch.stack([starts, starts + 0.04], dim=1)
+    embeddings = torch.arange(n * 2, dtype=torch.float32).reshape(n, 2)
+    tokens = AudioTokens.from_rows([(embeddings, spans)])
+    frames, rel = tokens.stretch(0.05, 0.10)
+    assert torch.equal(frames, embeddings[1:4])
+    assert torch.allclose(rel, spans[1:4] - 0.05)
+    cuts = [tokens.stretch(a, b - a)[0] for a, b in ((0.0, 0.13), (0.13, 0.21), (0.21, 0.4))]
+    assert torch.equal(torch.cat(cuts), embeddings)  # no token shared, none missed
+    assert tokens.stretch(0.41, 0.5)[0].shape[0] == 0

@@ -66,6 +66,17 @@ class AudioTokens:
     def rows(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [self.row(b) for b in range(self.batch_size)]
 
+    def stretch(self, offset: float, duration: float, b: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row ``b``'s tokens of the stretch [offset, offset + duration) of the audio, spans made relative to it.
+
+        A token belongs to the stretch when the middle of its span lies inside, so consecutive stretches share no
+        token and miss none: how training (data.slice_recordings) and benchmarks cut an utterance out of the
+        encoding of its whole recording."""
+        embeddings, spans = self.row(b)
+        middle = spans.mean(dim=1)
+        inside = (middle >= offset) & (middle < offset + duration)
+        return embeddings[inside], spans[inside] - offset
+
     @classmethod
     def from_rows(cls, rows: list[tuple[torch.Tensor, torch.Tensor]]) -> "AudioTokens":
         """Pad un-padded (embeddings, spans) rows into one batch."""

@@ -12,6 +12,7 @@ import torch
 
 from speechpress.errors import ConfigError
 from speechpress.encoder_cache import FrameCache
+from speechpress.presses.base import AudioTokens
 from speechpress.train.data import AudioStore, TrainExample, clip_windows
 
 
@@ -78,10 +79,7 @@ class AudioFrontend:
 
     @torch.no_grad()
     def recording_slice(self, ex: TrainExample) -> tuple[torch.Tensor, torch.Tensor]:
-        """The tokens of ``ex``'s stretch cut from its whole recording's encoding (spans made clip-relative).
-
-        A token belongs to the clip when the middle of its span lies inside the clip, so consecutive clips
-        share no token and miss none."""
+        """The tokens of ``ex``'s stretch cut from its whole recording's encoding (``AudioTokens.stretch``)."""
         key = f"{ex.audio}|recording"
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is None:
@@ -89,9 +87,7 @@ class AudioFrontend:
             hit = (tokens.embeddings[0].float().cpu(), tokens.spans[0].cpu())
             if self.cache is not None:
                 self.cache.put(key, *hit)
-        frames, spans = hit
-        middle = spans.mean(dim=1)
-        inside = (middle >= ex.offset) & (middle < ex.offset + ex.duration)
-        if not bool(inside.any()):
+        frames, spans = AudioTokens.from_rows([hit]).stretch(ex.offset, ex.duration)
+        if not frames.shape[0]:
             raise ConfigError(f"{ex.id}: the clip at {ex.offset:.3f} s of {ex.audio} holds no audio token (too short)")
-        return frames[inside], spans[inside] - ex.offset
+        return frames, spans
