@@ -193,6 +193,44 @@ def test_each_recipe_runs_one_step(name, corpus, frame_cache, tmp_path):
         assert trained.config.presses["sst"]["ratio"] == 2
 
 
+def test_ctc_through_the_llm_vocabulary_trains_the_projector_against_the_frozen_embeddings(corpus, frame_cache, tmp_path):
+    """train.ctc_frames=llm: each projected audio token is scored by exp(log_scale) x its cosine with every row of
+    the LLM's input embeddings (plus a learned blank row, the last id), CTC on the transcript's token ids; only the
+    projector and the head (blank, scale) learn, the LLM's embeddings stay out of the head's state."""
+    from safetensors import safe_open
+
+    from helpers import tiny_model
+    from speechpress.model.speechlm import SpeechLM
+    from speechpress.train.data import AudioStore
+    from speechpress.train.recipes import build_objective
+
+    out = tmp_path / "run"
+    settings = dict(recipe="ctc", data={"slice_recordings": True},
+                    train={"trainable": ["projector", "ctc_head"], "ctc_frames": "llm", "steps": 12, "lr": 1e-2})
+    cfg = load_config(data=base(corpus, out, frame_cache, **settings))
+    objective = build_objective(cfg, tiny_model(), AudioStore(), None)
+    head, embeddings = objective.head, objective.model.llm.get_input_embeddings()
+    assert set(head.state_dict()) == {"blank", "log_scale"} and not embeddings.weight.requires_grad
+    assert head.blank_id == embeddings.weight.shape[0] == objective.loss_fn.blank
+    x = torch.randn(5, embeddings.weight.shape[1])
+    rows = torch.cat([embeddings.weight, head.blank[None]]).detach()
+    unit = lambda t: t / t.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # noqa: E731  (a padding row is all zeros)
+    expected = head.log_scale.exp() * unit(x) @ unit(rows).T
+    assert torch.allclose(head(x), expected, atol=1e-4)
+    tok = objective.model.tokenizer
+    assert objective.targets("Tuesday, four.") == tok("Tuesday, four.", add_special_tokens=False)["input_ids"]
+
+    result = train(cfg, log=lambda *_: None)
+    assert sum(result.losses[-4:]) < sum(result.losses[:4])
+    trained, initial = SpeechLM.from_pretrained(out / "model").state_dict(), tiny_model().state_dict()
+    assert {n.split(".")[0] for n, p in trained.items() if n in initial and not torch.equal(p, initial[n])} == {"projector"}
+    with safe_open(str(out / "ctc_head.safetensors"), "pt") as f:
+        assert set(f.keys()) == {"blank", "log_scale"} and f.metadata()["frames"] == "llm"
+    with pytest.raises(ConfigError, match="add projector"):
+        load_config(data=base(corpus, tmp_path / "b", frame_cache, recipe="ctc",
+                              train={"trainable": ["ctc_head"], "ctc_frames": "llm"}))
+
+
 def test_the_curriculum_runs_low_to_high_stage_by_stage(corpus, tmp_path):
     ok = base(corpus, tmp_path / "out", tmp_path / "cache", recipe="sst", press={"name": "sst"})
     ok["train"].pop("steps")

@@ -107,7 +107,9 @@ class TrainSection:
     progress: bool = True
     log_examples: bool = False  # each process appends the example ids of every step to examples-rank<r>.jsonl
     distributed: str = "ddp"  # ddp or fsdp (under torchrun / accelerate launch)
-    ctc_frames: str = "pooled"  # ctc recipe: "pooled" (the tokens presses see) or "encoder" (50/s, speechpress encoder)
+    # ctc recipe: "pooled" (the tokens presses see) or "encoder" (50/s, speechpress encoder), characters; or "llm":
+    # the projector's output scored against the LLM's token embeddings, targets the LLM's token ids
+    ctc_frames: str = "pooled"
     # sst recipe: every N-th step trains without the SST press (0: never), so adapters trained under compression
     # keep the uncompressed path (training the whole LLM under SST alone lost it)
     uncompressed_every: int = 0
@@ -350,8 +352,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"train.uncompressed_every must be >= 0 and is read by the sst recipe only, got {t.uncompressed_every}")
     if t.uncompressed_every == 1:
         raise ConfigError("train.uncompressed_every: 1 would never train SST; use 0 (never) or N >= 2")
-    if t.ctc_frames not in ("pooled", "encoder"):
-        raise ConfigError(f"train.ctc_frames must be pooled or encoder, got {t.ctc_frames!r}")
+    if t.ctc_frames not in ("pooled", "encoder", "llm"):
+        raise ConfigError(f"train.ctc_frames must be pooled, encoder or llm, got {t.ctc_frames!r}")
+    if cfg.recipe == "ctc" and t.ctc_frames == "llm" and "projector" not in t.trainable:
+        raise ConfigError("train.ctc_frames=llm trains the projector against the LLM's embeddings: add projector to train.trainable")
     if t.batch_size % t.grad_accum:
         raise ConfigError(f"train.batch_size {t.batch_size} is not divisible by train.grad_accum {t.grad_accum}")
     if not cfg.data.train:

@@ -376,7 +376,8 @@ def save_outputs(cfg: TrainConfig, objective, out: Path, model_dir: Path | None 
 
         with atomic_path(out / "ctc_head.safetensors") as tmp:
             head = {k: v.detach().cpu().contiguous() for k, v in objective.head.state_dict().items()}
-            save_file(head, str(tmp), metadata={"alphabet": CTC_ALPHABET, "frames": cfg.train.ctc_frames})
+            alphabet = "the LLM tokenizer's ids; blank after the last" if cfg.train.ctc_frames == "llm" else CTC_ALPHABET
+            save_file(head, str(tmp), metadata={"alphabet": alphabet, "frames": cfg.train.ctc_frames})
     model.eval()
     model_dir = model_dir or out / "model"
     model.save_pretrained(model_dir)

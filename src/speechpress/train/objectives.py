@@ -54,24 +54,64 @@ class Objective(nn.Module):
         return AudioTokens.from_rows(rows)
 
 
-class CTCObjective(Objective):
-    """Phase 0: CTC over characters on the encoder output (pooled tokens or raw 50/s encoder frames)."""
+class LLMVocabularyHead(nn.Module):
+    """CTC output layer over the LLM's own vocabulary: the cosine of an audio token (after the projector) with
+    every row of the LLM's frozen input-embedding matrix, plus a learned blank row, times a learned scale.
 
-    def __init__(self, model, frontend, frames: str = "pooled"):
-        super().__init__(model, frontend, train_encoder=True)
+    Why: trained through a frozen LLM's answer loss, the projector can lower the loss with the sentence frame
+    alone (the LLM fills in a template) and never carries a name or a number (docs/train.md, phase 4). Scoring
+    each audio token against the embeddings of the words spoken asks every token for the word it holds, without
+    an LLM forward (the issue's "CTC through the LLM's embedding matrix")."""
+
+    def __init__(self, embeddings: nn.Embedding, scale: float = 10.0):
+        super().__init__()
+        self._embeddings = [embeddings]  # the LLM's, frozen: kept out of this module's parameters and state
+        self.blank = nn.Parameter(embeddings.weight.detach().float().mean(0).clone())
+        self.log_scale = nn.Parameter(torch.tensor(float(np.log(scale))))
+
+    @property
+    def blank_id(self) -> int:
+        return self._embeddings[0].weight.shape[0]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        rows = torch.cat([self._embeddings[0].weight.detach().float(), self.blank[None]], dim=0)
+        cos = nn.functional.normalize(tokens.float(), dim=-1) @ nn.functional.normalize(rows, dim=-1).T
+        return self.log_scale.exp() * cos
+
+
+class CTCObjective(Objective):
+    """Phase 0: CTC over characters on the encoder output (pooled tokens or raw 50/s encoder frames); or
+    (``frames="llm"``) CTC over the LLM's token ids on the projector's output, the encoder frozen."""
+
+    def __init__(self, model, frontend, frames: str = "pooled", train_encoder: bool = True):
+        super().__init__(model, frontend, train_encoder=train_encoder or frames != "llm")
         if frames == "encoder" and not hasattr(model.encoder, "conv1"):
             raise ConfigError("train.ctc_frames=encoder needs a Whisper-style encoder; use pooled")
         self.frames = frames
-        self.head = nn.Linear(model.config.encoder_output_dim, len(CTC_ALPHABET) + 1)
-        self.loss_fn = nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+        if frames == "llm":
+            self.head = LLMVocabularyHead(model.llm.get_input_embeddings())
+            self.loss_fn = nn.CTCLoss(blank=self.head.blank_id, reduction="sum", zero_infinity=True)
+        else:
+            self.head = nn.Linear(model.config.encoder_output_dim, len(CTC_ALPHABET) + 1)
+            self.loss_fn = nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+
+    def targets(self, text: str) -> list[int]:
+        if self.frames == "llm":
+            return self.model.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ctc_targets(text)
 
     def prepare(self, examples: list[TrainExample], step: int) -> dict:
         if any(ex.duration > self.model.config.window_seconds for ex in examples):
             raise ConfigError("the ctc recipe trains on clips of at most one 30 s window; lower data.max_duration")
-        targets = [ctc_targets(ex.answer) for ex in examples]
-        return {"windows": self.frontend.windows(examples), "targets": targets, "count": sum(len(t) for t in targets)}
+        targets = [self.targets(ex.answer) for ex in examples]
+        audio = self.audio_inputs(examples) if self.frames == "llm" else {"windows": self.frontend.windows(examples)}
+        return {**audio, "targets": targets, "count": sum(len(t) for t in targets)}
 
-    def encoder_rows(self, win: dict) -> list[torch.Tensor]:
+    def encoder_rows(self, batch: dict) -> list[torch.Tensor]:
+        if self.frames == "llm":
+            tokens = self.model.project(self.audio_tokens(batch))
+            return [e for e, _ in tokens.rows()]
+        win = batch["windows"]
         if self.frames == "pooled":
             return [f for f, _ in self.frontend.encode(win)]
         from speechpress.model.lengths import encoder_frames_for_mel_frames
@@ -82,7 +122,7 @@ class CTCObjective(Objective):
         return [h[: encoder_frames_for_mel_frames(w.valid_frames)] for h, w in zip(hidden, win["windows"])]
 
     def forward(self, batch: dict) -> torch.Tensor:
-        rows = self.encoder_rows(batch["windows"])
+        rows = self.encoder_rows(batch)
         lengths = torch.tensor([r.shape[0] for r in rows])
         padded = nn.utils.rnn.pad_sequence(rows, batch_first=True)
         log_probs = self.head(padded).float().log_softmax(-1).transpose(0, 1)  # [T, B, C]

@@ -92,7 +92,7 @@ def build_objective(cfg, model, store: AudioStore, cache: FrameCache | None) -> 
     frontend = AudioFrontend(model, store, None if train_encoder else cache, cfg.data.slice_recordings and not train_encoder,
                              cfg.data.alone_fraction)
     if cfg.recipe == "ctc":
-        objective: Objective = CTCObjective(model, frontend, cfg.train.ctc_frames)
+        objective: Objective = CTCObjective(model, frontend, cfg.train.ctc_frames, train_encoder)
     else:
         chain = training_chain(cfg, model)
         if cfg.recipe == "sst":
