@@ -55,7 +55,7 @@ class DataSection:
     # and resumed run) is encoded alone instead, from the start of its own padded window, as `speechpress
     # transcribe` and eval's utterance rows encode a short clip. A clip's Whisper encoding alone and cut from its
     # recording differ (cosine 0.4-0.6 on dictation), and a projector trained on slices only transcribes clips
-    # alone worse (docs/train.md, phase 4b).
+    # alone worse (docs/train.md, "Encoder-output cache").
     alone_fraction: float = 0.0
 
 

@@ -61,9 +61,13 @@ class LLMVocabularyHead(nn.Module):
     Why: trained through a frozen LLM's answer loss, the projector can lower the loss with the sentence frame
     alone (the LLM fills in a template) and never carries a name or a number (docs/train.md, phase 4). Scoring
     each audio token against the embeddings of the words spoken asks every token for the word it holds, without
-    an LLM forward (the issue's "CTC through the LLM's embedding matrix")."""
+    an LLM forward (the issue's "CTC through the LLM's embedding matrix").
 
-    def __init__(self, embeddings: nn.Embedding, scale: float = 10.0):
+    The scale starts at 30: a cosine is at most 1, so over 49k rows a scale of 10 caps a frame's probability for
+    the right token near 0.3 whatever the projector does (the first run's loss stalled at that floor, emitting
+    only punctuation), and Adam moves the log-scale by about the learning rate per step."""
+
+    def __init__(self, embeddings: nn.Embedding, scale: float = 30.0):
         super().__init__()
         self._embeddings = [embeddings]  # the LLM's, frozen: kept out of this module's parameters and state
         self.blank = nn.Parameter(embeddings.weight.detach().float().mean(0).clone())
