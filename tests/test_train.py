@@ -199,7 +199,7 @@ def test_ctc_through_the_llm_vocabulary_trains_the_projector_against_the_frozen_
     projector and the head (blank, scale) learn, the LLM's embeddings stay out of the head's state."""
     from safetensors import safe_open
 
-    from helpers import tiny_model
+    from speechpress.model.config import named_or_file_config
     from speechpress.model.speechlm import SpeechLM
     from speechpress.train.data import AudioStore
     from speechpress.train.recipes import build_objective
@@ -208,7 +208,9 @@ def test_ctc_through_the_llm_vocabulary_trains_the_projector_against_the_frozen_
     settings = dict(recipe="ctc", data={"slice_recordings": True},
                     train={"trainable": ["projector", "ctc_head"], "ctc_frames": "llm", "steps": 12, "lr": 1e-2})
     cfg = load_config(data=base(corpus, out, frame_cache, **settings))
-    objective = build_objective(cfg, tiny_model(), AudioStore(), None)
+    fresh = SpeechLM.from_config(named_or_file_config("tiny"), seed=0)  # not helpers.tiny_model: shared, and this freezes it
+    initial = {n: p.detach().clone() for n, p in fresh.state_dict().items()}
+    objective = build_objective(cfg, fresh, AudioStore(), None)
     head, embeddings = objective.head, objective.model.llm.get_input_embeddings()
     assert set(head.state_dict()) == {"blank", "log_scale"} and not embeddings.weight.requires_grad
     assert head.blank_id == embeddings.weight.shape[0] == objective.loss_fn.blank
@@ -222,7 +224,7 @@ def test_ctc_through_the_llm_vocabulary_trains_the_projector_against_the_frozen_
 
     result = train(cfg, log=lambda *_: None)
     assert sum(result.losses[-4:]) < sum(result.losses[:4])
-    trained, initial = SpeechLM.from_pretrained(out / "model").state_dict(), tiny_model().state_dict()
+    trained = SpeechLM.from_pretrained(out / "model").state_dict()
     assert {n.split(".")[0] for n, p in trained.items() if n in initial and not torch.equal(p, initial[n])} == {"projector"}
     with safe_open(str(out / "ctc_head.safetensors"), "pt") as f:
         assert set(f.keys()) == {"blank", "log_scale"} and f.metadata()["frames"] == "llm"
