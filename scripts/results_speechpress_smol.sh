@@ -8,6 +8,7 @@
 #   5 min: the baseline, avgpool, random and SpeechPrune at 4.
 #   asr60: WER on 60 test utterances for phase 2b (identity, avgpool x2-x16, the int8 encoder), speechpress-tiny,
 #         phase 3 (identity, sst and avgpool x2-x16) and the bundled speechpress-smol (phase 3 in fp16).
+#   dictation: 60 test-split dictation utterances (names, places, numbers); phase 4 beside phase 3 (docs/train.md).
 # Env: MODEL (default: the phase-2b model that scripts/train_speechpress_smol.sh writes), OUT, ASR_ROWS, STAGES
 # ("90s 5min"). Not yet run whole: the 90 s identity run takes about 1.5 min and a x2-x4 run about 1 min on 2 quiet
 # cores; SpeechPrune (a prefill per question), the KV presses and the 5-minute stage cost more.
@@ -68,4 +69,30 @@ speechpress eval --model speechpress-smol --press identity avgpool:4 random:4 tr
     --choice-scoring loglik --out "$OUT/text-ceiling-90s-loglik.json"
 [ -f corpus-dev/validation.jsonl ] || speechpress synth --out corpus-dev --seed 21 --split validation --durations 90 --hours 0.75
 python3 benchmarks/needle_clip.py --model speechpress-smol --benchmark corpus-dev/validation.jsonl --out "$OUT/needle-clip-dev.json"
+# Content words (phase 4's target): 60 utterances of dictation on the test split (names, places, numbers no template
+# predicts; seed 13, never used in training), for the phase-3 model and the bundle.
+[ -f corpus-dictation/test.jsonl ] || speechpress synth --out corpus-dictation --seed 13 --split test --durations 30 --hours 0.1 --genres dictation
+python3 scripts/utterance_manifest.py corpus-dictation/test corpus-dictation/test-utts60.jsonl --rows 60
+DICT=(--benchmark corpus-dictation/test-utts60.jsonl --name dictation-test60 --out "$OUT" --encoder-cache "$OUT/encoder-cache" --max-new-tokens 48 --no-progress)
+[ -f runs/speechpress-smol/phase3/model/config.json ] && speechpress eval --model runs/speechpress-smol/phase3/model "${DICT[@]}"
+speechpress eval --model speechpress-smol "${DICT[@]}"
+# Phase 4 (dictation through the answer loss) beside phase 3: utterances in their recording and alone, the content
+# words heard, the corpus utterances, the needles by likelihood; and the character CTC probe on the frozen encoder.
+for phase in phase3 phase4; do
+  M=runs/speechpress-smol/$phase/model
+  [ -f "$M/config.json" ] || continue
+  python3 benchmarks/utterance_context.py --model "$M" --manifest corpus-dictation/test-utts60.jsonl --rows 30 \
+      --out "$OUT/utterance-context-$phase.json"
+  python3 benchmarks/content_words.py "$OUT/utterance-context-$phase.json"
+done
+if [ -f runs/speechpress-smol/phase4/model/config.json ]; then
+  M=runs/speechpress-smol/phase4/model
+  speechpress eval --model "$M" "${DICT[@]}"
+  speechpress eval --model "$M" "${ASR[@]}"
+  speechpress eval --model "$M" --choice-scoring loglik --benchmark corpus/test-90s.jsonl --name test-s9-90s --out "$OUT" "${CACHE[@]}"
+  python3 benchmarks/needle_clip.py --model "$M" --benchmark corpus-dev/validation.jsonl --out "$OUT/needle-clip-dev-phase4.json"
+  [ -f corpus-dictation/train.jsonl ] || speechpress synth --out corpus-dictation --seed 11 --split train --durations 30 --hours 1.5 --genres dictation
+  python3 benchmarks/encoder_probe.py --model "$M" --train corpus-dictation/train.jsonl --test corpus-dictation/test-utts60.jsonl \
+      --out "$OUT/encoder-probe-dictation.json"
+fi
 speechpress report "$OUT"
