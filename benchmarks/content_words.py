@@ -21,6 +21,7 @@ from pathlib import Path
 from speechpress.data.grammar import _ONES, _TENS
 from speechpress.data.vocab import FEMALE_NAMES, ITEMS, MALE_NAMES, MONTHS, PLACES, PROJECTS, ROOMS, SURNAMES, WEEKDAYS
 from speechpress.evaluate.metrics import get_normalizer
+from speechpress.io import atomic_write_json
 
 NUMBER_WORDS = set(_ONES) | {t for t in _TENS if t != "_"} | {"hundred", "thousand", "oh"}
 
@@ -83,7 +84,7 @@ def main() -> None:
             cells = ", ".join(f"{cls} {v['recall']:.2f} ({v['words']})" for cls, v in result[label].items())
             print(f"{label}: {len(rows)} utterances; recall {cells}")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def main() -> None:
     from safetensors.torch import load_file
 
     from speechpress.encoder_cache import FrameCache, encoder_fingerprint
+    from speechpress.io import atomic_write_json
     from speechpress.evaluate.metrics import wer
     from speechpress.model.speechlm import SpeechLM
     from speechpress.train.config import DataSection
@@ -62,12 +63,12 @@ def main() -> None:
     rows = [dict(id=ex.id, reference=ex.answer, prediction=p) for ex, p in zip(examples, predictions)]
     result = {"init": args.init, "checkpoint": args.checkpoint, "utterances": len(rows),
               "wer": round(wer(predictions, [ex.answer for ex in examples])["wer"], 4),
-              "scale": round(float(head.log_scale.exp()), 2)}
+              "scale": round(float(head.log_scale.detach().exp()), 2)}
     for r in rows[: args.show]:
         print(f"  ref: {r['reference']}\n  hyp: {r['prediction']}")
     print(json.dumps(result))
     if args.out:
-        Path(args.out).write_text(json.dumps(dict(result, predictions=rows), indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.out, dict(result, predictions=rows))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ trains in seconds per hundred steps on a CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 
 def main() -> None:
@@ -40,6 +38,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from speechpress.encoder_cache import FrameCache, encoder_fingerprint
+    from speechpress.io import atomic_write_json
     from speechpress.evaluate.metrics import cer, wer
     from speechpress.model.speechlm import SpeechLM
     from speechpress.train.config import DataSection
@@ -81,7 +80,7 @@ def main() -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         head.eval()
         with torch.no_grad():
             hyps = [ctc_greedy_decode(head(features[ex.id]).argmax(-1).tolist()) for ex in test]
@@ -99,7 +98,7 @@ def main() -> None:
         for t in result["heads"][kind]["transcripts"][:4]:
             print(f"  ref: {t['reference']}\n  hyp: {t['prediction']}")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.out, result)
 
 
 if __name__ == "__main__":

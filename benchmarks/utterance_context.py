@@ -29,6 +29,7 @@ def main() -> None:
     import torch
     from tqdm import tqdm
 
+    from speechpress.io import atomic_write_json
     from speechpress.evaluate.metrics import wer
     from speechpress.model.speechlm import SpeechLM
     from speechpress.presses.base import AudioTokens
@@ -39,16 +40,17 @@ def main() -> None:
     if not rows:
         raise SystemExit(f"{manifest}: no asr_short rows")
     model = SpeechLM.from_pretrained(args.model).eval()
-    encoded: dict[Path, object] = {}
+    recording: dict[Path, tuple] = {}  # rows come in recording order: keep one recording's samples and encoding
     out = []
     start = time.perf_counter()
     for row in tqdm(rows, desc="utterances", unit="utt"):
         path = manifest.parent / row["audio"]
-        samples, rate = sf.read(str(path), dtype="float32")
         with torch.inference_mode():
-            if path not in encoded:
-                encoded = {path: model.encode(samples)}  # rows come in recording order: keep one recording
-            tokens = AudioTokens.from_rows([encoded[path].stretch(row["offset"], row["duration"])])
+            if path not in recording:
+                samples, rate = sf.read(str(path), dtype="float32")
+                recording = {path: (samples, rate, model.encode(samples))}
+            samples, rate, whole = recording[path]
+            tokens = AudioTokens.from_rows([whole.stretch(row["offset"], row["duration"])])
             tokens.duration = row["duration"]
             in_context = model.answer(model.prefill(None, encoded=tokens), row["prompt"], max_new_tokens=48).text.strip()
             first = int(round(row["offset"] * rate))
@@ -64,7 +66,7 @@ def main() -> None:
         print(f"  ref:        {r['reference']}\n  in context: {r['in_context']}\n  alone:      {r['alone']}")
     print(json.dumps(result))
     if args.out:
-        Path(args.out).write_text(json.dumps(dict(result, transcripts=out), indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(args.out, dict(result, transcripts=out))
 
 
 if __name__ == "__main__":

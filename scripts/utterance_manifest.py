@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from speechpress.io import atomic_write_text
+
+
+def fail(message: str) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main() -> None:
@@ -23,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     split_dir, out = Path(args.split_dir), Path(args.out)
     if out.resolve().parent != split_dir.resolve().parent:
-        raise SystemExit(f"{out}: write the manifest beside {split_dir} (its rows name audio relative to it)")
+        fail(f"{out}: write the manifest beside {split_dir} (its rows name audio relative to it)")
     rows = []
     for side in sorted(split_dir.glob("*.json")):
         rec = json.loads(side.read_text(encoding="utf-8"))
@@ -36,7 +42,7 @@ def main() -> None:
                              metadata=dict(recording=rec["id"], seed=rec["seed"], split=rec["split"], genre=rec["genre"],
                                            generator_version=rec["version"], speaker=u["speaker"])))
     if not rows:
-        raise SystemExit(f"{split_dir}: no recordings (JSON sidecars) found")
+        fail(f"{split_dir}: no recordings (JSON sidecars) found")
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[: args.rows]))
     print(f"{out}: {min(len(rows), args.rows)} of {len(rows)} utterances")
 

@@ -280,7 +280,7 @@ class Grammar:
             needle = self.needle(set())
             return Sentence(needle.text, needle.text, "content")
         if kind < 2 / 3:
-            genre = ("meeting", "lecture", "news", "conversation")[int(r.integers(4))]
+            genre = tuple(CONTENT)[int(r.integers(len(CONTENT)))]  # the four genres with sentence tables
             text, gist = CONTENT[genre][int(r.integers(len(CONTENT[genre])))]
             return self.fill(text, gist, "content")
         n = int(r.integers(4, 10))

@@ -32,6 +32,13 @@ from speechpress.ratio import check_ratio, target_length
 SPACES = ("encoder", "llm", "kv")
 
 
+def stretch_row(embeddings: torch.Tensor, spans: torch.Tensor, offset: float, duration: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One un-padded row's tokens of [offset, offset + duration), spans made relative (``AudioTokens.stretch``)."""
+    middle = spans.mean(dim=1)
+    inside = (middle >= offset) & (middle < offset + duration)
+    return embeddings[inside], spans[inside] - offset
+
+
 @dataclass
 class AudioTokens:
     """A right-padded batch of audio token sequences and the audio time each token covers.
@@ -72,10 +79,7 @@ class AudioTokens:
         A token belongs to the stretch when the middle of its span lies inside, so consecutive stretches share no
         token and miss none: how training (data.slice_recordings) and benchmarks cut an utterance out of the
         encoding of its whole recording."""
-        embeddings, spans = self.row(b)
-        middle = spans.mean(dim=1)
-        inside = (middle >= offset) & (middle < offset + duration)
-        return embeddings[inside], spans[inside] - offset
+        return stretch_row(*self.row(b), offset, duration)
 
     @classmethod
     def from_rows(cls, rows: list[tuple[torch.Tensor, torch.Tensor]]) -> "AudioTokens":

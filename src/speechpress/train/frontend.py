@@ -12,7 +12,7 @@ import torch
 
 from speechpress.errors import ConfigError
 from speechpress.encoder_cache import FrameCache
-from speechpress.presses.base import AudioTokens
+from speechpress.presses.base import stretch_row
 from speechpress.train.data import AudioStore, TrainExample, clip_windows
 
 
@@ -79,7 +79,7 @@ class AudioFrontend:
 
     @torch.no_grad()
     def recording_slice(self, ex: TrainExample) -> tuple[torch.Tensor, torch.Tensor]:
-        """The tokens of ``ex``'s stretch cut from its whole recording's encoding (``AudioTokens.stretch``)."""
+        """The tokens of ``ex``'s stretch cut from its whole recording's encoding (``AudioTokens.stretch``'s rule)."""
         key = f"{ex.audio}|recording"
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is None:
@@ -87,7 +87,7 @@ class AudioFrontend:
             hit = (tokens.embeddings[0].float().cpu(), tokens.spans[0].cpu())
             if self.cache is not None:
                 self.cache.put(key, *hit)
-        frames, spans = AudioTokens.from_rows([hit]).stretch(ex.offset, ex.duration)
+        frames, spans = stretch_row(*hit, ex.offset, ex.duration)  # the cached row as is: no padded copy
         if not frames.shape[0]:
             raise ConfigError(f"{ex.id}: the clip at {ex.offset:.3f} s of {ex.audio} holds no audio token (too short)")
         return frames, spans
