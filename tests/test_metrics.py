@@ -299,3 +299,59 @@ def test_aggregate_per_task_and_overall():
     assert out["overall"]["mc_accuracy"]["macro"] == 0.5
     with pytest.raises(ConfigError):
         aggregate([dict(task="other", prediction="a", reference="a")], {"asr_a": "wer"})
+
+
+# ------------------------------------------------------------------------------------------- bootstrap
+from speechpress.evaluate.metrics import ROW_PARTS, bootstrap_interval, bootstrap_scores  # noqa: E402
+
+BOOT_ROWS = {
+    "wer": [dict(prediction=p, reference=r) for p, r in [
+        ("the cat sat", "the cat sat"), ("a dog ran home", "a dog ran far home"), ("", "nothing heard here"),
+        ("one two three four", "one too three for"), ("extra words", ""), ("yes", "yes no")]],
+    "cer": [dict(prediction=p, reference=r) for p, r in [("abc", "abd"), ("hello", "hello"), ("xy", "xyz"), ("", "q")]],
+    "mc_accuracy": [dict(prediction=p, reference=r, choices=["red", "blue", "green"]) for p, r in [
+        ("A", "A"), ("B", "A"), ("green", "C"), ("no idea", "B"), ("(B)", "B")]],
+    "numeric_accuracy": [dict(prediction=p, reference=r) for p, r in [("3", "3"), ("four", "4"), ("none", "2"), ("7", "8")]],
+    "rouge_l": [dict(prediction=p, reference=r) for p, r in [("the cat sat", "a cat sat down"), ("hi", "hello"),
+                                                              ("same words", "same words")]],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOOT_ROWS))
+def test_bootstrap_row_parts_equal_rescoring_each_resample(name):
+    # The fast path (per-row numerators and denominators summed over a resample) must give exactly what scoring
+    # each resample with the metric itself gives, for the same draws.
+    assert name in ROW_PARTS
+    rows = BOOT_ROWS[name]
+    fast = bootstrap_scores(name, rows, resamples=40, seed=3)
+    slow = bootstrap_scores(name, rows, resamples=40, seed=3, rescore=True)
+    finite = [(f, s) for f, s in zip(fast, slow) if math.isfinite(s)]
+    assert len(finite) >= 35
+    assert [f for f, _ in finite] == pytest.approx([s for _, s in finite], abs=1e-12)
+    # And the whole-set "resample" (each row once) is the metric on all rows.
+    kw = {"choices": [r["choices"] for r in rows]} if "choices" in rows[0] else {}
+    whole = METRICS[name]([r["prediction"] for r in rows], [r["reference"] for r in rows], **kw)["score"]
+    num_of, den_of = ROW_PARTS[name]
+    singles = [METRICS[name]([r["prediction"]], [r["reference"]], **({"choices": [r["choices"]]} if kw else {}))
+               for r in rows]
+    assert sum(num_of(s) for s in singles) / sum(den_of(s) for s in singles) == pytest.approx(whole, abs=1e-12)
+
+
+def test_bootstrap_interval_known_cases():
+    right = [dict(prediction="A", reference="A", choices=["x", "y"])] * 20
+    assert bootstrap_interval("mc_accuracy", right) == [1.0, 1.0]  # no resample can miss
+    half = [dict(prediction="A", reference="A" if i % 2 else "B", choices=["x", "y"]) for i in range(200)]
+    lo, hi = bootstrap_interval("mc_accuracy", half)
+    # Binomial: sd of a mean of 200 fair coins = 0.5 / sqrt(200) = 0.0354, so the 95% interval is about +-0.069.
+    assert 0.42 < lo < 0.45 and 0.55 < hi < 0.58
+    assert bootstrap_interval("mc_accuracy", right[:1]) is None
+    # Seeded: the same rows give the same interval twice.
+    assert bootstrap_interval("wer", BOOT_ROWS["wer"]) == bootstrap_interval("wer", BOOT_ROWS["wer"])
+
+
+def test_aggregate_carries_intervals():
+    rows = [dict(task="t", prediction="A" if i % 3 else "B", reference="A", choices=["x", "y"]) for i in range(30)]
+    out = aggregate(rows, {"t": "mc_accuracy"})
+    task, pooled = out["per_task"]["t"]["mc_accuracy"], out["overall"]["mc_accuracy"]["pooled"]
+    assert task["ci95"] == pooled["ci95"]
+    assert task["ci95"][0] < task["score"] < task["ci95"][1]

@@ -16,7 +16,7 @@ def runs(tmp_path_factory):
     corpus, model = make_corpus(root / "corpus"), make_model(root / "tiny")
     out = root / "runs"
     assert main(["eval", "--model", str(model), "--benchmark", str(corpus), "--press", "identity", "avgpool", "--ratio", "2",
-                 "4", "--limit", "4", "--max-new-tokens", "3", "--out", str(out), "--no-progress", "--count-flops", "none"]) == 0
+                 "4", "--limit", "6", "--max-new-tokens", "3", "--out", str(out), "--no-progress", "--count-flops", "none"]) == 0
     return out
 
 
@@ -36,8 +36,15 @@ def test_report_writes_a_table_row_per_run_and_valid_pngs(runs, capsys, tmp_path
     # The table's figures are the runs' own: k measured and KV MiB of avgpool x4.
     metrics = json.loads((runs / "corpus-test" / "tiny" / "avgpool-x4" / "metrics.json").read_text())
     cells = table[2].split(" | ")
-    assert cells[4] == f"{metrics['cost']['compression_factor']:.2f}" and cells[5] == "4/8"
+    assert cells[4] == f"{metrics['cost']['compression_factor']:.2f}" and cells[5] == "6/8"
     assert f"{metrics['cost']['kv_bytes_mean'] / 2**20:.3f}" in cells
+    # Each score carries its bootstrap interval from metrics.json.
+    for name, result in metrics["metrics"]["overall"].items():
+        pooled = result["pooled"]
+        assert (pooled["ci95"] is None) == (pooled["n"] < 2), name  # one row has nothing to resample
+        ci = pooled["ci95"]
+        assert f"{pooled['score']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") in cells, name
+    assert any(r["pooled"]["ci95"] for r in metrics["metrics"]["overall"].values())
     assert "`profile-tiny`: 2 duration(s), without measured rows" in text
     for name in ("accuracy_vs_compression.png", "cost_vs_duration.png"):
         with Image.open(runs / name) as img:
@@ -63,3 +70,21 @@ def test_report_rejects_a_file_that_is_not_profile_output(runs, tmp_path, capsys
     assert main(["report", str(runs), "--profile", str(bad), "--out", str(tmp_path / "r")]) == 2
     assert "not the output of `speechpress profile --json`" in capsys.readouterr().err
     assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_report_scores_a_run_without_intervals_again_from_its_rows(runs, tmp_path):
+    # A run finished before scores carried intervals: the report scores its rows again, to the same figures.
+    import shutil
+
+    from speechpress.evaluate.report import load_runs
+
+    copy = tmp_path / "old"
+    shutil.copytree(runs / "corpus-test" / "tiny" / "avgpool-x2", copy / "avgpool-x2")
+    path = copy / "avgpool-x2" / "metrics.json"
+    doc = json.loads(path.read_text())
+    want = json.loads(json.dumps(doc["metrics"]["overall"]))
+    for v in doc["metrics"]["overall"].values():
+        del v["pooled"]["ci95"]
+    path.write_text(json.dumps(doc))
+    (got,) = load_runs(copy)
+    assert got["metrics"]["overall"] == want

@@ -529,12 +529,63 @@ def get_metric(name: str) -> Callable[..., dict]:
     return METRICS[name]
 
 
+# Metrics that are a ratio of sums over rows, as (numerator, denominator) of one row's own result: a bootstrap
+# resample is then a weighted sum of the rows' parts, not a rescoring (identical numbers, about 1,000 times faster).
+# Every other metric (BLEU, F1) is scored again on each resample.
+_ERRORS = (lambda r: r["substitutions"] + r["deletions"] + r["insertions"], lambda r: r["reference_units"])
+_MEAN = (lambda r: r["score"], lambda r: 1)
+ROW_PARTS = {"wer": _ERRORS, "cer": _ERRORS, "mc_accuracy": _MEAN, "rouge_l": _MEAN, "numeric_accuracy": _MEAN,
+             "wer_utterance_mean": _MEAN, "emotion_accuracy": _MEAN, "language_detection": _MEAN}
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_scores(name: str, rows: Sequence[dict], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                     rescore: bool = False) -> list[float]:
+    """The metric's score on ``resamples`` resamples of ``rows`` drawn with replacement (numpy's PCG64, ``seed``).
+
+    ``rescore`` scores every resample with the metric itself, the slow path the row parts must agree with."""
+    import numpy as np
+
+    metric = get_metric(name)
+    n = len(rows)
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+    def run(items) -> dict:
+        kw = {"choices": [r.get("choices") for r in items]} if any("choices" in r for r in items) else {}
+        return metric([r["prediction"] for r in items], [r["reference"] for r in items], **kw)
+
+    if name in ROW_PARTS and not rescore:
+        num_of, den_of = ROW_PARTS[name]
+        singles = [run([r]) for r in rows]
+        num = np.array([num_of(s) for s in singles], dtype=np.float64)
+        den = np.array([den_of(s) for s in singles], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (num[idx].sum(axis=1) / den[idx].sum(axis=1)).tolist()
+    return [float(run([rows[i] for i in draw])["score"]) for draw in idx]
+
+
+def bootstrap_interval(name: str, rows: Sequence[dict], level: float = 0.95, **kw) -> list[float] | None:
+    """The percentile bootstrap interval of the metric over rows (None under two rows: nothing to resample)."""
+    import numpy as np
+
+    if len(rows) < 2:
+        return None
+    scores = np.array(bootstrap_scores(name, rows, **kw))
+    scores = scores[np.isfinite(scores)]
+    if not scores.size:
+        return None
+    lo, hi = np.quantile(scores, [(1 - level) / 2, (1 + level) / 2])
+    return [float(lo), float(hi)]
+
+
 def aggregate(rows: Sequence[dict], task_metrics: dict[str, str | Sequence[str]]) -> dict:
     """Score rows of ``{"task", "prediction", "reference", ["choices"]}`` with each task's metric(s).
 
     Returns ``{"per_task": {task: {metric: result}}, "overall": {metric: {"pooled": result over every row of
     every task using that metric, "macro": mean of the per-task scores, "tasks": [...]}}}``. Pooled and macro
-    differ when tasks have different sizes; both are reported so neither hides a small task.
+    differ when tasks have different sizes; both are reported so neither hides a small task. Each per-task and
+    pooled result carries ``ci95``: the 95% percentile bootstrap interval over its rows (1,000 resamples, seed 0),
+    so two runs on the same rows can be told apart from noise.
     """
     by_task: dict[str, list[dict]] = {}
     for i, row in enumerate(rows):
@@ -549,7 +600,8 @@ def aggregate(rows: Sequence[dict], task_metrics: dict[str, str | Sequence[str]]
         kw = {}
         if any("choices" in r for r in task_rows):
             kw["choices"] = [r.get("choices") for r in task_rows]
-        return get_metric(metric)([r["prediction"] for r in task_rows], [r["reference"] for r in task_rows], **kw)
+        result = get_metric(metric)([r["prediction"] for r in task_rows], [r["reference"] for r in task_rows], **kw)
+        return dict(result, ci95=bootstrap_interval(metric, task_rows))
 
     per_task: dict[str, dict] = {}
     metric_tasks: dict[str, list[str]] = {}

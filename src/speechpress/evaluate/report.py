@@ -3,7 +3,8 @@
 * ``report.md``: one line per run (benchmark, model, press, nominal and measured compression, each overall
   metric, cost columns).
 * ``accuracy_vs_compression.png``: each overall metric against the measured compression factor, one line per
-  press family and model, the uncompressed run as a dashed baseline (Speech-XL Fig. 5 style).
+  press family and model, the uncompressed run as a dashed baseline (Speech-XL Fig. 5 style); error bars are the
+  bootstrap 95% intervals over rows (``metrics.bootstrap_interval``).
 * ``cost_vs_duration.png``: KV cache / peak memory and prefill FLOPs against recording length (Fig. 4 style),
   from ``speechpress profile --json`` files (analytic, and measured rows when ``--measure`` was given) and from
   the eval runs' own rows (one point per prefill).
@@ -26,6 +27,7 @@ MiB = 2**20
 def load_runs(root: Path) -> list[dict]:
     """Every finished run under ``root``: its metrics.json, with the per-prefill rows of its predictions."""
     from speechpress.evaluate.rows import METRICS, PREDICTIONS, read_rows
+    from speechpress.evaluate.scoring import score_rows
 
     runs = []
     for path in sorted(root.rglob(METRICS)):
@@ -36,6 +38,8 @@ def load_runs(root: Path) -> list[dict]:
         if not isinstance(doc, dict) or "metrics" not in doc or "press" not in doc:
             continue  # some other tool's metrics.json
         rows, _ = read_rows(path.parent / PREDICTIONS)
+        if rows and any("ci95" not in v.get("pooled", {}) for v in doc["metrics"].get("overall", {}).values()):
+            doc["metrics"] = score_rows(list(rows.values()))[0]  # a run scored before intervals were: score it again
         prefills = {}
         for row in rows.values():
             prefills.setdefault(row.get("prefill_id"), row)
@@ -60,6 +64,17 @@ def _scores(run: dict) -> dict[str, float]:
     return {m: v["pooled"]["score"] for m, v in run.get("metrics", {}).get("overall", {}).items()}
 
 
+def _intervals(run: dict) -> dict[str, list | None]:
+    return {m: v["pooled"].get("ci95") for m, v in run.get("metrics", {}).get("overall", {}).items()}
+
+
+def _fmt_score(score, interval) -> str:
+    """A score with its bootstrap 95% interval: ``0.417 [0.362, 0.478]``."""
+    if score is None:
+        return "–"
+    return _fmt(score, digits=3) + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
 def _fmt(value, scale=1.0, digits=2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -77,7 +92,7 @@ def markdown(runs: list[dict], profiles: dict[str, list] | None = None) -> str:
         "# speechpress evaluation report",
         "",
         f"{len(runs)} run(s). Scores are pooled over every row of the tasks that use the metric (`metrics.json` also "
-        "holds per-task and macro figures). k = audio tokens out of the encoder / audio entries the LLM keeps. Cost "
+        "holds per-task and macro figures), with the 95% bootstrap interval over rows in brackets. k = audio tokens out of the encoder / audio entries the LLM keeps. Cost "
         "columns are means per prefill; peak memory is the run's maximum (CUDA max allocated, or the process' peak "
         "RSS on CPU, which never goes down within a process). Prefill GFLOPs are analytic (`speechpress.cost_model`, dense "
         "attention); counted / analytic compares FlopCounterMode with them on the prefills that were counted.",
@@ -96,7 +111,7 @@ def markdown(runs: list[dict], profiles: dict[str, list] | None = None) -> str:
         cells = [r.get("benchmark", ""), r.get("model", ""), f"`{r.get('press', '')}`",
                  _fmt(r.get("nominal_ratio"), digits=2), _fmt(c.get("compression_factor")),
                  f"{r.get('rows', 0)}/{r.get('benchmark_rows', 0)}"]
-        cells += [_fmt(s.get(m), digits=3) for m in metric_names]
+        cells += [_fmt_score(s.get(m), _intervals(r).get(m)) for m in metric_names]
         cells += [_fmt(c.get("audio_tokens_per_second")), _fmt(c.get("kv_bytes_mean"), MiB, 3), _fmt(c.get("peak_memory_bytes"), MiB, 0),
                   _fmt(c.get("prefill_seconds_mean"), digits=3), _fmt(c.get("decode_seconds_per_token"), 1e-3, 1),
                   _fmt(c.get("prefill_flops_analytic_mean"), 1e9, 2), _fmt(c.get("flops_measured_over_analytic"), digits=3)]
@@ -137,15 +152,20 @@ def plot_accuracy(runs: list[dict], path: Path) -> bool:
             if r.get("benchmark") != bench or metric not in _scores(r):
                 continue
             k = r.get("cost", {}).get("compression_factor") or r.get("nominal_ratio") or 1.0
-            lines.setdefault((r.get("model", ""), r.get("press_family", "")), []).append((k, _scores(r)[metric]))
+            score, ci = _scores(r)[metric], _intervals(r).get(metric) or (None, None)
+            lines.setdefault((r.get("model", ""), r.get("press_family", "")), []).append((k, score, *ci))
         for (model, family), pts in sorted(lines.items()):
-            pts.sort()
+            pts.sort(key=lambda p: p[0])
             label = family if len({m for m, _ in lines}) == 1 else f"{model}: {family}"
+            x, y = [p[0] for p in pts], [p[1] for p in pts]
+            # The bootstrap 95% interval as an error bar (none for runs without one).
+            err = [[max(p[1] - p[2], 0) if p[2] is not None else 0 for p in pts],
+                   [max(p[3] - p[1], 0) if p[3] is not None else 0 for p in pts]]
             if family == "identity":
-                ax.axhline(pts[0][1], ls="--", color="gray", lw=1, label=f"{label} (k=1)")
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", color="gray")
+                ax.axhline(y[0], ls="--", color="gray", lw=1, label=f"{label} (k=1)")
+                ax.errorbar(x, y, yerr=err, fmt="o", color="gray", capsize=2, lw=0.8)
             else:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
+                ax.errorbar(x, y, yerr=err, fmt="o-", label=label, capsize=2, lw=1)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("compression factor k (measured)")
         ax.set_ylabel(f"{metric} ({'higher' if HIGHER_IS_BETTER.get(metric, True) else 'lower'} is better)")
