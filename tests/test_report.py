@@ -88,3 +88,55 @@ def test_report_scores_a_run_without_intervals_again_from_its_rows(runs, tmp_pat
     path.write_text(json.dumps(doc))
     (got,) = load_runs(copy)
     assert got["metrics"]["overall"] == want
+
+
+def test_timelines_show_the_seconds_each_press_kept_and_where_the_answer_is(tmp_path, capsys):
+    # Who-said-it questions (the quoted utterance's seconds are known) on two 20 s recordings, uncompressed and with half the tokens dropped at random: the
+    # uncompressed run covers the whole recording in one interval, random keeps about half of it in pieces, and
+    # each row's evidence is its needle's seconds from the generator's metadata.
+    from speechpress.data.synth import synthesize
+
+    from eval_helpers import rows
+
+    synthesize(tmp_path / "corpus", 4, split="test", durations=(20, 20), tasks=["speaker_attribution", "speaker_count"])
+    model, out = make_model(tmp_path / "tiny"), tmp_path / "runs"
+    assert main(["eval", "--model", str(model), "--benchmark", str(tmp_path / "corpus" / "test.jsonl"), "--press",
+                 "identity", "random", "--ratio", "2", "--max-new-tokens", "2", "--out", str(out), "--no-progress",
+                 "--count-flops", "none"]) == 0
+    bench = json.loads((tmp_path / "corpus" / "test.jsonl").read_text().splitlines()[0])  # any row: its recording
+    run_rows = {p.parent.name: rows(p) for p in out.rglob("predictions.jsonl")}
+    full, half = run_rows["identity"], run_rows["random-x2"]
+    needles = [r for r in full if r["task"] == "speaker_attribution"]
+    assert needles and all(r["evidence"] for r in needles)
+    assert all(r["evidence"] is None for r in full if r["task"] == "speaker_count")
+    manifest = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "corpus" / "test.jsonl").read_text().splitlines()}
+    for r in needles:
+        needle = manifest[r["id"]]["metadata"]["quoted"]
+        assert r["evidence"] == [[round(needle["start"] - r["offset"], 3), round(needle["end"] - r["offset"], 3)]]
+    firsts = [r for r in full if not r["prefill_shared"]]
+    assert firsts and all(len(r["kept_spans"]) == 1 and r["kept_spans"][0][0] == 0.0
+                          and abs(r["kept_spans"][0][1] - r["duration"]) < 0.05 for r in firsts)
+    assert all(r["kept_spans"] is None for r in full if r["prefill_shared"])
+    for r in (r for r in half if not r["prefill_shared"]):
+        covered = sum(b - a for a, b in r["kept_spans"])
+        assert len(r["kept_spans"]) > 5 and 0.4 * r["duration"] < covered < 0.6 * r["duration"]
+    assert bench["task"] in ("speaker_attribution", "speaker_count")
+
+    assert main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "`timeline_corpus-test.png`" in text
+    with Image.open(out / "timeline_corpus-test.png") as img:
+        assert img.format == "PNG" and img.size[1] > 300
+    from speechpress.evaluate.report import load_runs, timeline_questions
+
+    chosen = timeline_questions(load_runs(out))["corpus-test"]
+    assert chosen and all(i in {r["id"] for r in needles} for i in chosen)
+
+
+def test_covered_share_of_the_answer():
+    from speechpress.evaluate.report import _covered
+
+    assert _covered([[0, 10]], [[2, 4]]) == 1.0
+    assert _covered([[0, 3], [3.5, 5]], [[2, 4]]) == pytest.approx(0.75)  # 1 s of [2, 3] + 0.5 s of [3.5, 4]
+    assert _covered([[5, 6]], [[2, 4], [7, 8]]) == 0.0
+    assert _covered([[1, 2]], []) == 0.0

@@ -97,6 +97,17 @@ class Example:
             return self.choices[LETTERS.index(self.answer)]
         return self.answer
 
+    def evidence(self) -> list[list[float]] | None:
+        """The seconds of this example's audio (from its offset) that hold the answer: the needle (sir), the
+        quoted utterance (speaker_attribution), the ordered events (temporal_order), as the generator recorded
+        them in the metadata; None when the answer is spread over the audio or not known."""
+        m = self.metadata or {}
+        found = [m["needle"]] if isinstance(m.get("needle"), dict) else [m["quoted"]] if isinstance(m.get("quoted"), dict) \
+            else m.get("events") if isinstance(m.get("events"), list) else []
+        spans = [[round(float(e["start"]) - self.offset, 3), round(float(e["end"]) - self.offset, 3)]
+                 for e in found if isinstance(e, dict) and "start" in e and "end" in e]
+        return spans or None
+
     def to_row(self, manifest_dir: str | Path) -> dict:
         row = asdict(self)
         try:

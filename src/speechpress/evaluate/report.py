@@ -5,6 +5,8 @@
 * ``accuracy_vs_compression.png``: each overall metric against the measured compression factor, one line per
   press family and model, the uncompressed run as a dashed baseline (Speech-XL Fig. 5 style); error bars are the
   bootstrap 95% intervals over rows (``metrics.bootstrap_interval``).
+* ``timeline_<benchmark>.png``: for a few questions whose answer lies in known seconds, one lane per run with
+  the seconds whose tokens entered the LLM and the answer's seconds shaded (:func:`plot_timelines`).
 * ``cost_vs_duration.png``: KV cache / peak memory and prefill FLOPs against recording length (Fig. 4 style),
   from ``speechpress profile --json`` files (analytic, and measured rows when ``--measure`` was given) and from
   the eval runs' own rows (one point per prefill).
@@ -45,6 +47,7 @@ def load_runs(root: Path) -> list[dict]:
             prefills.setdefault(row.get("prefill_id"), row)
         doc["_dir"] = str(path.parent.relative_to(root)) if path.parent != root else "."
         doc["_prefills"] = list(prefills.values())
+        doc["_rows"] = list(rows.values())
         runs.append(doc)
     return runs
 
@@ -101,12 +104,7 @@ def markdown(runs: list[dict], profiles: dict[str, list] | None = None) -> str:
         "|" + "|".join("---" for _ in head) + "|",
     ]
 
-    def key(r):  # the uncompressed baseline first, then each press by compression
-        family = r.get("press_family", "")
-        return (r.get("benchmark", ""), r.get("model", ""), family != "identity", family,
-                r.get("cost", {}).get("compression_factor") or 0)
-
-    for r in sorted(runs, key=key):
+    for r in sorted(runs, key=_run_order):
         c, s = r.get("cost", {}), _scores(r)
         cells = [r.get("benchmark", ""), r.get("model", ""), f"`{r.get('press', '')}`",
                  _fmt(r.get("nominal_ratio"), digits=2), _fmt(c.get("compression_factor")),
@@ -237,6 +235,107 @@ def plot_cost(runs: list[dict], profiles: dict[str, list], path: Path) -> bool:
     return True
 
 
+def _row_score(row: dict) -> str:
+    """One row's own score as the timeline prints it: a tick or a cross for accuracies, the figure otherwise."""
+    from speechpress.evaluate.metrics import get_metric
+
+    if not row.get("score_metric"):
+        return ""
+    kw = {"choices": [row["choices"]]} if row.get("choices") else {}
+    score = get_metric(row["score_metric"])([row["prediction"]], [row["reference"]], **kw)["score"]
+    if row["score_metric"] in ("mc_accuracy", "numeric_accuracy"):
+        return "right" if score == 1 else "wrong"
+    return f"{row['score_metric']} {score:.2f}"
+
+
+def timeline_questions(runs: list[dict], per_benchmark: int = 4) -> dict[str, list[str]]:
+    """Per benchmark, the ids of the first questions that hold their answer in known seconds (a needle, a quoted
+    utterance, ordered events) and that every run of that benchmark answered with its prefill's spans."""
+    chosen: dict[str, list[str]] = {}
+    for bench in sorted({r.get("benchmark", "") for r in runs}):
+        bench_runs = [r for r in runs if r.get("benchmark", "") == bench]
+        common = None
+        for r in bench_runs:
+            ids = {row["id"] for row in r.get("_rows", []) if row.get("evidence") and _prefill_spans(r, row) is not None}
+            common = ids if common is None else common & ids
+        if not common:
+            continue
+        order = [row["id"] for row in bench_runs[0]["_rows"] if row["id"] in common]
+        # Needle questions first: one short stretch holds the answer, so what a press kept decides it.
+        order.sort(key=lambda i: next(row["task"] != "sir" for row in bench_runs[0]["_rows"] if row["id"] == i))
+        chosen[bench] = order[:per_benchmark]
+    return chosen
+
+
+def _prefill_spans(run: dict, row: dict) -> list | None:
+    """The kept spans of the prefill a row was answered from (recorded on the prefill's first row)."""
+    if row.get("kept_spans") is not None:
+        return row["kept_spans"]
+    return next((r["kept_spans"] for r in run.get("_rows", []) if r.get("prefill_id") == row.get("prefill_id")
+                 and r.get("kept_spans") is not None), None)
+
+
+def plot_timelines(runs: list[dict], out: Path, per_benchmark: int = 4) -> list[Path]:
+    """``timeline_<benchmark>.png``: for a few questions, one lane per run with the seconds of audio whose tokens
+    entered the LLM, the seconds that hold the answer shaded, and whether the run answered right: why a press wins
+    or loses. Pooling and KV presses cover every second with fewer entries (their k says how many fewer)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for bench, ids in timeline_questions(runs, per_benchmark).items():
+        bench_runs = sorted((r for r in runs if r.get("benchmark", "") == bench), key=_run_order)
+        models = {r.get("model", "") for r in bench_runs}
+        fig, axes = plt.subplots(len(ids), 1, figsize=(11, 0.45 * len(bench_runs) * len(ids) + 1.2 * len(ids)),
+                                 squeeze=False)
+        for ax, qid in zip(axes[:, 0], ids):
+            labels = []
+            for lane, r in enumerate(bench_runs):
+                row = next(x for x in r["_rows"] if x["id"] == qid)
+                spans = _prefill_spans(r, row)
+                ax.broken_barh([(a, b - a) for a, b in spans], (lane - 0.35, 0.7), color="tab:blue", lw=0)
+                k = row.get("compression_factor") or 1.0
+                name = row.get("press", r.get("press", ""))
+                labels.append(f"{r.get('model', '') + ': ' if len(models) > 1 else ''}{name} (k={k:.1f})")
+                note = f"{_row_score(row)}, {_covered(spans, row['evidence']):.0%} of the answer's seconds"
+                ax.text(1.005, lane, note, transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+            for a, b in row["evidence"]:
+                ax.axvspan(a, b, color="tab:red", alpha=0.25, lw=0)
+            ax.set_yticks(range(len(bench_runs)), labels, fontsize=7)
+            ax.set_ylim(len(bench_runs) - 0.5, -0.5)
+            ax.set_xlim(0, row.get("duration") or max(b for _, b in spans))
+            question = " ".join(str(row.get("question", "")).split("\n")[0].split())
+            ax.set_title(f"{qid} ({row['task']}): {question[:90]}", fontsize=8, loc="left")
+            ax.grid(axis="x", alpha=0.3)
+        axes[-1, 0].set_xlabel("seconds of audio (blue: entered the LLM; red: holds the answer)")
+        fig.suptitle(f"{bench}: which seconds each press kept", fontsize=10)
+        path = out / f"timeline_{_safe(bench)}.png"
+        _save(fig, path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _covered(spans: list, evidence: list) -> float:
+    """The share of the answer's seconds that kept spans cover (both lists of disjoint [start, end])."""
+    total = sum(b - a for a, b in evidence)
+    inside = sum(max(0.0, min(b, d) - max(a, c)) for a, b in spans for c, d in evidence)
+    return inside / total if total > 0 else 0.0
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "benchmark"
+
+
+def _run_order(r: dict) -> tuple:
+    """The uncompressed baseline first, then each press by compression."""
+    family = r.get("press_family", "")
+    return (r.get("benchmark", ""), r.get("model", ""), family != "identity", family,
+            r.get("cost", {}).get("compression_factor") or 0)
+
+
 def write_report(root: str | Path, out: str | Path | None = None, profiles=()) -> dict:
     """Write report.md and the plots into ``out`` (default: ``root``); returns the paths written."""
     root = Path(root)
@@ -255,6 +354,11 @@ def write_report(root: str | Path, out: str | Path | None = None, profiles=()) -
         written["accuracy_plot"] = out / "accuracy_vs_compression.png"
     if plot_cost(runs, prof, out / "cost_vs_duration.png"):
         written["cost_plot"] = out / "cost_vs_duration.png"
+    timelines = plot_timelines(runs, out)
+    if timelines:
+        written["timelines"] = timelines
+        text += "\nTimelines (which seconds each press kept, the answer's seconds shaded): " + ", ".join(
+            f"`{p.name}`" for p in timelines) + ".\n"
     atomic_write_text(out / "report.md", text)
     written["report"] = out / "report.md"
     written["runs"] = len(runs)

@@ -78,6 +78,19 @@ def group_by_audio(examples: list) -> list[list]:
     return list(groups.values())
 
 
+def kept_intervals(spans, digits: int = 2) -> list[list[float]]:
+    """The seconds of audio the tokens that entered the LLM cover, as merged [start, end] intervals (a press's
+    timeline: which stretches it kept). Tokens whose spans touch or overlap form one interval."""
+    out: list[list[float]] = []
+    for start, end in spans.tolist():
+        start, end = round(start, digits), round(end, digits)
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return out
+
+
 def prefill_record(model, chain, context, prefill_id: str, encode_seconds: float, encoder_cache: str) -> dict:
     """The ``PREFILL_COLUMNS`` of one prefill: what went into the LLM and the cache, measured and analytic.
 
@@ -101,6 +114,7 @@ def prefill_record(model, chain, context, prefill_id: str, encode_seconds: float
         prefill_flops_analytic=None if analytic is None else analytic.prefill_flops,
         prefill_flops_analytic_causal=None if causal is None else causal.prefill_flops,
         decode_flops_per_token_analytic=None if analytic is None else analytic.decode_flops_per_token,
+        kept_spans=kept_intervals(context.spans),
     )
 
 
@@ -124,6 +138,9 @@ def answer_row(example, question: str, answer, pre: dict, *, shared: bool, measu
         prefill_flops_measured=measured_flops,
         **{k: pre[k] for k in ("prefill_flops_analytic", "prefill_flops_analytic_causal",
                                "decode_flops_per_token_analytic")},
+        # Where the answer is (seconds from the row's offset) and, on the row that ran the prefill, which seconds
+        # entered the LLM: the report's timelines. Rows sharing a prefill leave its spans to the first.
+        evidence=example.evidence(), kept_spans=None if shared else pre.get("kept_spans"),
         rank=rank,
     )
 

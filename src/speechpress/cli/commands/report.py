@@ -8,8 +8,10 @@ def register(sub) -> None:
         "report",
         help="markdown table and plots (accuracy vs compression, cost vs duration) from eval runs",
         description=(
-            "Read every finished run under RUNS_DIR (metrics.json + predictions.jsonl) and write report.md, "
-            "accuracy_vs_compression.png (one line per press) and cost_vs_duration.png (KV cache, peak memory and "
+            "Read every finished run under RUNS_DIR (metrics.json + predictions.jsonl) and write report.md (each "
+            "score with its bootstrap 95% interval over rows), accuracy_vs_compression.png (one line per press), "
+            "timeline_<benchmark>.png (for a few questions whose answer lies in known seconds: which seconds of "
+            "audio each run's tokens covered) and cost_vs_duration.png (KV cache, peak memory and "
             "prefill FLOPs against recording length, from the runs and from `speechpress profile --json` files "
             "given with --profile or named RUNS_DIR/profile*.json)."
         ),
@@ -32,6 +34,6 @@ def _run(args) -> int:
     from speechpress.evaluate.report import write_report
 
     written = write_report(args.runs_dir, args.out, args.profile)
-    files = ", ".join(str(v) for k, v in written.items() if k != "runs")
+    files = ", ".join(str(p) for k, v in written.items() if k != "runs" for p in (v if isinstance(v, list) else [v]))
     print(f"{written['runs']} run(s) -> {files}")
     return 0
