@@ -355,3 +355,25 @@ def test_aggregate_carries_intervals():
     task, pooled = out["per_task"]["t"]["mc_accuracy"], out["overall"]["mc_accuracy"]["pooled"]
     assert task["ci95"] == pooled["ci95"]
     assert task["ci95"][0] < task["score"] < task["ci95"][1]
+
+
+def test_paired_difference_cancels_what_the_questions_share():
+    from speechpress.evaluate.metrics import paired_difference
+
+    def mc(correct):
+        return [dict(id=f"q{i}", prediction="A" if ok else "B", reference="A", choices=["x", "y"]) for i, ok in enumerate(correct)]
+
+    # B answers the first 30 of 60 right; A answers the same 30 and 6 more. Separately their intervals overlap
+    # (0.5 and 0.6 on 60 rows), but paired, A is never worse on any resample: the interval sits above zero.
+    b = mc([i < 30 for i in range(60)])
+    a = mc([i < 36 for i in range(60)])
+    diff, ci = paired_difference("mc_accuracy", a, b)
+    assert diff == pytest.approx(0.1)
+    assert 0 < ci[0] < 0.1 < ci[1] < 0.2
+    lo_a, hi_a = bootstrap_interval("mc_accuracy", a)
+    lo_b, hi_b = bootstrap_interval("mc_accuracy", b)
+    assert lo_a < hi_b  # the separate intervals overlap
+    # Identical runs differ by exactly zero on every resample; order of rows does not matter (matched by id).
+    assert paired_difference("mc_accuracy", a, list(reversed(a))) == (0.0, [0.0, 0.0])
+    with pytest.raises(DataError):
+        paired_difference("mc_accuracy", a, a[:-1])

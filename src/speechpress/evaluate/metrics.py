@@ -578,6 +578,33 @@ def bootstrap_interval(name: str, rows: Sequence[dict], level: float = 0.95, **k
     return [float(lo), float(hi)]
 
 
+def paired_difference(name: str, rows_a: Sequence[dict], rows_b: Sequence[dict], level: float = 0.95,
+                      **kw) -> tuple[float, list[float] | None]:
+    """Score of A minus score of B on the same questions, with the paired bootstrap interval: each resample
+    draws the same questions for both runs, so what the questions share (their difficulty) cancels out, and a
+    difference two separate intervals would call noise can be told apart. Rows are matched by ``id``."""
+    import numpy as np
+
+    b_by_id = {r["id"]: r for r in rows_b}
+    if {r["id"] for r in rows_a} != set(b_by_id):
+        raise DataError(f"paired_difference: the runs answered different questions ({len(rows_a)} and {len(rows_b)} rows)")
+    rows_b = [b_by_id[r["id"]] for r in rows_a]
+    metric = get_metric(name)
+
+    def whole(rows) -> float:
+        kwargs = {"choices": [r.get("choices") for r in rows]} if any("choices" in r for r in rows) else {}
+        return float(metric([r["prediction"] for r in rows], [r["reference"] for r in rows], **kwargs)["score"])
+
+    diff = whole(rows_a) - whole(rows_b)
+    if len(rows_a) < 2:
+        return diff, None
+    # The same seed draws the same question indices for both runs (bootstrap_scores), which makes it paired.
+    d = np.array(bootstrap_scores(name, rows_a, **kw)) - np.array(bootstrap_scores(name, rows_b, **kw))
+    d = d[np.isfinite(d)]
+    lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
+    return diff, [float(lo), float(hi)]
+
+
 def aggregate(rows: Sequence[dict], task_metrics: dict[str, str | Sequence[str]]) -> dict:
     """Score rows of ``{"task", "prediction", "reference", ["choices"]}`` with each task's metric(s).
 
