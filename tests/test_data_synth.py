@@ -282,3 +282,26 @@ def test_rate_classes_are_far_apart():
     rates = sorted((r, name) for name, rs in RATE_CLASSES.items() for r in rs)
     gaps = [b[0] - a[0] for a, b in zip(rates, rates[1:]) if a[1] != b[1]]
     assert min(gaps) >= 20
+
+
+def test_lexicon_reads_the_llms_single_token_words_split_by_hash(tmp_path):
+    import json as _json
+
+    from speechpress.data.vocab import lexicon_for
+
+    splits = {s: set(lexicon_for(s)) for s in SPLITS}
+    assert sum(len(v) for v in splits.values()) == 10_000
+    assert not splits["train"] & splits["test"] and not splits["train"] & splits["validation"]
+    assert 5_800 < len(splits["train"]) < 6_200  # 6 of every 10 by the fixed hash
+    # Every word is one token of the LLM it is aligned to (with its leading space), and none is a pool word.
+    vocab = _json.loads((Path(__file__).resolve().parents[1] / "src/speechpress/assets/speechpress-smol/tokenizer.json")
+                        .read_text(encoding="utf-8"))["model"]["vocab"]
+    words = set().union(*splits.values())
+    assert all("\u0120" + w in vocab for w in words)
+    pools = {w.lower() for s in SPLITS for pool in pools_for(s).values() for entry in pool for w in entry.split()}
+    assert not words & pools
+    report = synthesize(tmp_path, seed=5, split="train", durations=[30], genres=["lexicon"], tasks=["asr_short"])
+    recs = _recordings(tmp_path / "train")
+    assert report.reused == 0 and recs[0]["genre"] == "lexicon" and recs[0]["summary"].startswith("Word lists read by")
+    lists = [u["text"].rstrip(".").lower().split(", ") for u in recs[0]["utterances"] if u["kind"] == "content"]
+    assert lists and all(4 <= len(items) <= 9 and set(items) <= splits["train"] for items in lists)

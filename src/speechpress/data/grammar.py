@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from speechpress.data.vocab import COLOURS, MONTHS, WEEKDAYS, pools_for
+from speechpress.data.vocab import COLOURS, MONTHS, WEEKDAYS, lexicon_for, pools_for
 
 PARTITIONED_SLOTS = ("first", "person", "place", "item", "project", "room")
 
@@ -134,6 +134,9 @@ KEYS = {
         ("Okay, I'll bring the {item} to the party.", "one of them will bring the {item} to the party"),
         ("Let's book the trip to {place} for {month}.", "they will book a trip to {place} for {month}"),
     ],
+    "lexicon": [
+        ("Note that the {project} word lists are kept in the {room}.", "the {project} word lists are kept in the {room}"),
+    ],
     "dictation": [
         ("Note that the {project} files are kept in the {room}.", "the {project} files are kept in the {room}"),
         ("The last item on the list is the {item} from {place}.", "the last item is the {item} from {place}"),
@@ -145,6 +148,7 @@ INTROS = {
     "news": ("Good evening, I'm {name}, and this is the news from {place}.", "This is {name}, reporting from {place2}."),
     "conversation": ("Hey, it's {name}, how are you?", "Hi, {name} here."),
     "dictation": ("Hello, I'm {name}, and I will read the notes on the {project} project.", "This is {name}, next notes."),
+    "lexicon": ("Hello, I'm {name}, and I will read the {project} word lists.", "This is {name}, next words."),
 }
 TOPICS = {
     "meeting": "the {project} project in {place}",
@@ -152,9 +156,10 @@ TOPICS = {
     "news": "the news from {place}",
     "conversation": "everyday news and plans",
     "dictation": "the {project} project",
+    "lexicon": "the {project} word lists",
 }
 FILLERS = ["Uh, ", "Well, ", "Oh, ", "So, ", "Right, ", "Um, "]
-FILLER_RATE = {"meeting": 0.2, "lecture": 0.1, "news": 0.0, "conversation": 0.4, "dictation": 0.0}
+FILLER_RATE = {"meeting": 0.2, "lecture": 0.1, "news": 0.0, "conversation": 0.4, "dictation": 0.0, "lexicon": 0.0}
 # Dictation (opt-in: `speechpress synth --genres dictation`) has no CONTENT table: its speakers read notes no
 # template predicts (Grammar.dictation), so a model trained to transcribe them has to hear every name and number.
 # What a dictation word list draws from: each entry is one spoken item; the partitioned ones keep splits disjoint.
@@ -197,7 +202,7 @@ class Grammar:
     """Draws sentences for one recording; the split decides which words it may use."""
 
     def __init__(self, rng: np.random.Generator, split: str, genre: str):
-        self.rng, self.genre = rng, genre
+        self.rng, self.genre, self.split = rng, genre, split
         self.pools = pools_for(split)
         self.topic_slots = {k: self.pick(k) for k in ("project", "place", "item")}
 
@@ -261,6 +266,8 @@ class Grammar:
     def content(self, question: bool = False) -> Sentence:
         if self.genre == "dictation":
             return self.dictation()
+        if self.genre == "lexicon":
+            return self.lexicon()
         table = QUESTIONS if question else CONTENT[self.genre]
         text, gist = table[int(self.rng.integers(len(table)))]
         s = self.fill(text, gist, "content")
@@ -290,6 +297,14 @@ class Grammar:
         words = [self.value(slot, topical=False) for slot in slots]
         text = ", ".join(words)
         return Sentence(text[0].upper() + text[1:] + ".", f"a list starting with {words[0]}", "content")
+
+    def lexicon(self) -> Sentence:
+        """A list of 4-9 words of this split's lexicon (the LLM's single-token words): thousands of words, each
+        one token, so a projector learns to put a spoken word on its token for far more words than the corpus has."""
+        words = lexicon_for(self.split)
+        picked = [words[int(i)] for i in self.rng.integers(len(words), size=int(self.rng.integers(4, 10)))]
+        text = ", ".join(picked)
+        return Sentence(text[0].upper() + text[1:] + ".", f"words starting with {picked[0]}", "content")
 
     def key(self) -> Sentence:
         table = KEYS[self.genre]

@@ -24,7 +24,9 @@ from speechpress.io import atomic_path
 
 VERSION = 1  # bump when the same seed should produce different audio or questions
 GENRES = ("meeting", "lecture", "news", "conversation")  # the default draw (what every published seed used)
-ALL_GENRES = GENRES + ("dictation",)  # dictation: alignment data, only when asked for (synth --genres)
+# Alignment data, only when asked for (synth --genres): dictation (names, places, numbers no template predicts) and
+# lexicon (lists of the LLM's single-token words).
+ALL_GENRES = GENRES + ("dictation", "lexicon")
 SIR_MIN_SECONDS = 90.0  # SPIRAL-style needles need at least ~90 s of other speech around them
 _CHUNK = 16  # utterances rendered concurrently before they are placed in order
 
@@ -71,7 +73,7 @@ def _pause(rng: np.random.Generator, new_turn: bool) -> float:
 def _cast(rng: np.random.Generator, genre: str, duration: float) -> tuple[int, list[str]]:
     """How many speakers, and their genders; long recordings can afford bigger casts."""
     cap = max(2, int(duration // 12))
-    if genre == "dictation":  # drawn apart: the dict below draws for every genre, and published seeds keep its draws
+    if genre in ("dictation", "lexicon"):  # drawn apart: the dict below draws for every genre, and published seeds keep its draws
         n = int(rng.integers(2, 5))
     else:
         n = {"meeting": int(rng.integers(3, 7)), "lecture": 1 + int(rng.integers(0, 3)),
@@ -100,7 +102,7 @@ def _turns(rng: np.random.Generator, grammar: Grammar, genre: str, names: list[s
         turn += 1
         student = genre == "lecture" and spk != 0
         count = 1 if student else {"meeting": (1, 3), "lecture": (2, 5), "news": (1, 4), "conversation": (1, 2),
-                                   "dictation": (1, 3)}[genre]
+                                   "dictation": (1, 3), "lexicon": (1, 3)}[genre]
         count = count if isinstance(count, int) else int(rng.integers(count[0], count[1] + 1))
         for j in range(count):
             if spk not in introduced and j == 0:
@@ -214,7 +216,8 @@ def build_recording(seed: int, split: str, index: int, duration: float, flac_pat
                 "lecture": "A lecture" + (" with questions from the audience" if len(present) > 1 else ""),
                 "news": f"A news bulletin with {_count_word(len(present))} presenters",
                 "conversation": f"A conversation between {_count_word(len(present))} friends",
-                "dictation": f"Notes read by {_count_word(len(present))} people"}[genre]
+                "dictation": f"Notes read by {_count_word(len(present))} people",
+                "lexicon": f"Word lists read by {_count_word(len(present))} people"}[genre]
     summary = f"{describe} about {grammar.topic()}."
     if keys:
         summary += " Key points: " + "; ".join(keys) + "."

@@ -103,3 +103,13 @@ def pools_for(split: str) -> dict[str, tuple[str, ...]]:
         "project": split_pool(tuple(PROJECTS), split),
         "room": tuple(r.replace("_", " ") for r in split_pool(tuple(ROOMS), split)),
     }
+
+
+@functools.lru_cache(maxsize=None)
+def lexicon_for(split: str) -> tuple[str, ...]:
+    """This split's share of the lexicon (``lexicon.txt``: the LLM's single-token words, none of them a pool word;
+    ``scripts/make_lexicon.py`` says how it was made), split by the same fixed hash as the pools."""
+    from importlib.resources import files
+
+    words = files("speechpress.data").joinpath("lexicon.txt").read_text(encoding="utf-8").split()
+    return split_pool(tuple(words), split)

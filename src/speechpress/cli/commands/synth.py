@@ -26,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--genres", nargs="+", default=None, choices=ALL_GENRES, metavar="GENRE",
                    help=f"draw each recording's genre from these (default: {' '.join(GENRES)}). 'dictation' is "
                    "alignment data: speakers read lists of names, places and numbers, facts and sentences of the "
-                   "other genres, which no template predicts; use its own --out folder")
+                   "other genres, which no template predicts; 'lexicon' is lists of the LLM's single-token words "
+                   "(10,000, split by hash; none a name or place of the corpus); give each its own --out folder")
     p.add_argument("--jobs", type=int, default=None, help="concurrent espeak-ng processes (default: cores, max 4)")
     p.set_defaults(func=run)
 
