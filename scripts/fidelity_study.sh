@@ -22,9 +22,10 @@ mkdir -p "$OUT"
 # The study's questions per length: retrieval (sir), speaker count, who said it, temporal order, the other short
 # questions, the summary, and transcription of the first 12 utterances (90 s only: their clips are the same at
 # every length). Whole-recording transcripts are left out (thousands of tokens decoded per run on CPU).
-python3 - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
+# Each benchmark file sits beside its corpus's manifest (audio paths are relative to it).
+python3 - <<'PY'
+import json
+from pathlib import Path
 stages = {"90s": ("corpus/test.jsonl", 90.0), "5min": ("corpus/test.jsonl", 300.0), "20min": ("corpus-20m/test.jsonl", 1200.0)}
 for stage, (manifest, seconds) in stages.items():
     rows, asr = [], []
@@ -35,9 +36,9 @@ for stage, (manifest, seconds) in stages.items():
         elif r["task"] != "asr_long" and r["duration"] == seconds:
             rows.append(line)
     rows = (asr[:12] if stage == "90s" else []) + rows
-    with open(f"{out}/study-{stage}.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(rows)
-    print(f"{out}/study-{stage}.jsonl: {len(rows)} questions")
+    path = Path(manifest).parent / f"study-{stage}.jsonl"
+    path.write_text("".join(rows), encoding="utf-8")
+    print(f"{path}: {len(rows)} questions")
 PY
 
 # SpeechPrune's pruning rates are relative to its 750-token phase-1 budget (PR 0.2 ... 0.8 keep 600 ... 150
@@ -51,7 +52,8 @@ run() { speechpress eval --model "$MODEL" "$@" || echo "fidelity_study: skipped 
 
 for stage in $STAGES; do
   case $stage in 90s) seconds=90 ;; 5min) seconds=300 ;; 20min) seconds=1200 ;; *) echo "unknown stage $stage"; exit 2 ;; esac
-  COMMON=(--benchmark "$OUT/study-$stage.jsonl" --name "study-$stage" --out "$OUT" --encoder-cache "$OUT/encoder-cache"
+  [ "$stage" = 20min ] && bench=corpus-20m/study-$stage.jsonl || bench=corpus/study-$stage.jsonl
+  COMMON=(--benchmark "$bench" --name "study-$stage" --out "$OUT" --encoder-cache "$OUT/encoder-cache"
           --choice-scoring loglik --max-new-tokens 48 --no-progress --count-flops first)
   PR=$(pr_ratios $seconds)
   if [ "$stage" = 90s ]; then

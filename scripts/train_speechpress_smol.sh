@@ -7,7 +7,8 @@
 # The test split's seed (9) is never used in training. docs/train.md lists each phase's time and figures.
 # Phases: 1 ASR alignment, 2 question answering (projector only), 2b question answering with LoRA on the LLM,
 # 3 SST + LoRA, 4 content-word alignment (projector only, on dictation: names, places and numbers no template predicts),
-# 4c CTC of the projector's output over the LLM's vocabulary (no LLM forward), 4d the answer loss again after it.
+# 4c CTC of the projector's output over the LLM's vocabulary (no LLM forward), 4d the answer loss again after it,
+# 4e 4c's CTC on many more words (lists of the LLM's single-token words, synth --genres lexicon).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CFG=configs/train/speechpress-smol
@@ -36,6 +37,7 @@ fi
 [ -f corpus/test.jsonl ] || speechpress synth --out corpus --seed 9 --split test --durations 90 5m --hours 1
 [ -f corpus-30s/train.jsonl ] || speechpress synth --out corpus-30s --seed 3 --split train --durations 30 --hours 2
 [ -f corpus-dictation/train.jsonl ] || speechpress synth --out corpus-dictation --seed 11 --split train --durations 30 --hours 1.5 --genres dictation
+[ -f corpus-lexicon/train.jsonl ] || speechpress synth --out corpus-lexicon --seed 14 --split train --durations 30 --hours 1.5 --genres lexicon
 
 # The starting point: both bases referenced by checksum, frame pairs stacked (25 tokens/s, width 1,024), a fresh
 # two-layer MLP projector (seed 0).
@@ -46,7 +48,7 @@ fi
 # train-state/ (SAVE_STATE above): trainable weights, optimizer, scheduler and RNG (safetensors + JSON) and the
 # loss log, exactly as the run left them.
 BUNDLE=src/speechpress/assets/speechpress-smol
-for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase2b-qa-lora:phase2b phase3-sst:phase3 phase4-align:phase4 phase4c-ctc-llm:phase4c phase4d-align-after-ctc:phase4d}; do
+for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase2b-qa-lora:phase2b phase3-sst:phase3 phase4-align:phase4 phase4c-ctc-llm:phase4c phase4d-align-after-ctc:phase4d phase4e-ctc-lexicon:phase4e}; do
   config=${phase%%:*} name=${phase##*:} out=$RUNS/${phase##*:}
   if [ ! -f "$out/model/config.json" ] && [ -f "train-state/speechpress-smol/$name/model/config.json" ]; then
     mkdir -p "$out" && cp -r "train-state/speechpress-smol/$name/model" "$out/model"   # finished in an earlier session
