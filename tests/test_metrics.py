@@ -377,3 +377,15 @@ def test_paired_difference_cancels_what_the_questions_share():
     assert paired_difference("mc_accuracy", a, list(reversed(a))) == (0.0, [0.0, 0.0])
     with pytest.raises(DataError):
         paired_difference("mc_accuracy", a, a[:-1])
+
+
+def test_bootstrap_of_a_metric_without_row_parts_rescoring_fewer_resamples():
+    from speechpress.evaluate.metrics import RESCORE_RESAMPLES
+
+    rows = [dict(prediction=p, reference=r) for p, r in [("the cat sat on the mat", "the cat sat on a mat"),
+                                                         ("a b c d", "a b c e"), ("hello there world", "hello world")]]
+    assert "bleu" not in ROW_PARTS
+    assert len(bootstrap_scores("bleu", rows)) == RESCORE_RESAMPLES
+    assert len(bootstrap_scores("bleu", rows, rescore=True, resamples=30)) == 30
+    lo, hi = bootstrap_interval("bleu", rows)
+    assert 0 <= lo <= hi <= 100
