@@ -149,7 +149,8 @@ class Study:
         if not runs:
             return []
         tasks = sorted({r["task"] for run in runs.values() for r in mc_rows(run)})
-        head = ["press", "k", "LLM audio tokens", "KV MiB", "prefill GFLOPs", "s / question", "all multiple choice"] + tasks
+        head = ["press", "k", "audio tokens into the LLM (mean per prefill)", "KV MiB", "prefill GFLOPs", "s / question",
+                "all multiple choice"] + tasks
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
         def order(item):
