@@ -289,7 +289,7 @@ def plot_timelines(runs: list[dict], out: Path, per_benchmark: int = 4) -> list[
         bench_runs = sorted((r for r in runs if r.get("benchmark", "") == bench), key=_run_order)
         models = {r.get("model", "") for r in bench_runs}
         fig, axes = plt.subplots(len(ids), 1, figsize=(11, 0.45 * len(bench_runs) * len(ids) + 1.2 * len(ids)),
-                                 squeeze=False)
+                                 squeeze=False, layout="constrained")
         for ax, qid in zip(axes[:, 0], ids):
             labels = []
             for lane, r in enumerate(bench_runs):
