@@ -82,3 +82,21 @@ def test_results_from_real_eval_runs(tmp_path):
                               str(tmp_path / "bad.md")], capture_output=True, text=True)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr and str(where) in bad.stderr
     assert not (tmp_path / "bad.md").exists()
+
+
+def test_transcription_under_a_press_is_judged_against_the_uncompressed_transcripts():
+    def asr(press, words_right):
+        ref = "red cats sit on mats"
+        rows = [dict(id=f"a{i}", task="asr_short", score_metric="wer", reference=ref,
+                     prediction=" ".join(w if j < words_right[i] else "x" for j, w in enumerate(ref.split())))
+                for i in range(len(words_right))]
+        return dict(benchmark="study-90s", press=press, press_family=press.split("-")[0], cost={}, _rows=rows)
+
+    # Uncompressed: 1 word wrong in 5 on every clip (WER 0.2); sst x8: 3 wrong (0.6); sst x4: the same as uncompressed.
+    study = Study([asr("identity", [4] * 20), asr("sst-x8", [2] * 20), asr("sst-x4", [4] * 20)])
+    lost, kept = study.compare_wer("study-90s", "sst-x8"), study.compare_wer("study-90s", "sst-x4")
+    assert lost["diff"] == pytest.approx(0.4) and lost["verdict"].startswith("lost")
+    assert kept["diff"] == 0 and kept["verdict"].startswith("kept")
+    deaf = Study([asr("identity", [0] * 20), asr("sst-x8", [0] * 20)])
+    assert deaf.compare_wer("study-90s", "sst-x8")["verdict"].startswith("not testable")
+    assert study.compare_wer("study-90s", "avgpool-x4") is None

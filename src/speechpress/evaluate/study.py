@@ -85,6 +85,27 @@ class Study:
             return False, f"uncompressed accuracy {_fmt(score, ci)} is not above chance ({c:.2f})"
         return True, f"uncompressed accuracy {_fmt(score, ci)}, chance {c:.2f}"
 
+    def compare_wer(self, stage: str, a: str) -> dict | None:
+        """Transcription under press ``a`` against the uncompressed model, by paired WER difference (the one task
+        this model does: a claim that a press keeps what the model hears is testable here)."""
+        runs = self.by_stage.get(stage, {})
+        if a not in runs or "identity" not in runs:
+            return None
+        rows = {k: [r for r in runs[k]["_rows"] if r.get("score_metric") == "wer"] for k in (a, "identity")}
+        if not rows["identity"]:
+            return None
+        diff, ci = paired_difference("wer", rows[a], rows["identity"])
+        base = bootstrap_interval("wer", rows["identity"])
+        if base is None or base[1] >= 1.0:
+            verdict = "not testable: the uncompressed model does not transcribe these clips"
+        elif ci is None:
+            verdict = "not testable (too few clips)"
+        elif ci[0] > 0:
+            verdict = "lost: WER higher beyond noise"
+        else:
+            verdict = "kept: no WER loss beyond noise"
+        return dict(stage=stage, a=a + " (WER)", b="identity (WER)", n=len(rows[a]), diff=diff, ci=ci, verdict=verdict)
+
     def compare(self, stage: str, a: str, b: str, paper: float | None, tasks: set | None = None) -> dict | None:
         runs = self.by_stage.get(stage, {})
         if a not in runs or b not in runs:
@@ -122,6 +143,7 @@ class Study:
 
         res = [self.compare(stage, f"{p}-x{k}", "identity", None) for stage in STAGES for p in ("avgpool", "segment")
                for k in (2, 4, 8)]
+        res += [self.compare_wer(stage, f"{p}-x{k}") for stage in STAGES for p in ("avgpool", "segment") for k in (2, 4, 8)]
         lora = [p for st in self.by_stage.values() for p in st if "lora" in p]
         line("Pooling and segmentation with LoRA stay near the uncompressed model at about x3",
              "Bhati et al.: with LoRA near uncompressed at about x3; without it, a steep drop",
@@ -129,6 +151,7 @@ class Study:
              "segment-lora.yaml; not trained for speechpress-smol): only the without-LoRA side is measured")
 
         res = [self.compare(stage, f"sst-x{k}", "identity", None) for stage in STAGES for k in (2, 4, 8, 16)]
+        res += [self.compare_wer(stage, f"sst-x{k}") for stage in STAGES for k in (2, 4, 8, 16)]
         line("SST's 2 -> 4 -> 8 curriculum makes high ratios work; 16 zero-shot is still usable",
              "Speech-XL: the curriculum beats training at 8 only; x16 unseen in training still usable", res,
              "a model trained with SST at 8 only, for the curriculum's side of the claim")
@@ -150,7 +173,7 @@ class Study:
             return []
         tasks = sorted({r["task"] for run in runs.values() for r in mc_rows(run)})
         head = ["press", "k", "audio tokens into the LLM (mean per prefill)", "KV MiB", "prefill GFLOPs", "s / question",
-                "all multiple choice"] + tasks
+                "all multiple choice"] + tasks + ["transcription WER", "summary ROUGE-L"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
         def order(item):
@@ -166,6 +189,9 @@ class Study:
                      f"{(c.get('kv_bytes_mean') or 0) / 2**20:.2f}", f"{(c.get('prefill_flops_analytic_mean') or 0) / 1e9:.0f}",
                      f"{seconds:.2f}", _fmt(*accuracy(mc_rows(run)))]
             cells += [_fmt(*accuracy(mc_rows(run, {t}))) for t in tasks]
+            overall = run.get("metrics", {}).get("overall", {})
+            cells += [_fmt(overall[m]["pooled"]["score"], overall[m]["pooled"].get("ci95")) if m in overall else "–"
+                      for m in ("wer", "rouge_l")]
             lines.append("| " + " | ".join(cells) + " |")
         return lines
 
