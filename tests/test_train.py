@@ -206,7 +206,8 @@ def test_ctc_through_the_llm_vocabulary_trains_the_projector_against_the_frozen_
 
     out = tmp_path / "run"
     settings = dict(recipe="ctc", data={"slice_recordings": True},
-                    train={"trainable": ["projector", "ctc_head"], "ctc_frames": "llm", "steps": 12, "lr": 1e-2})
+                    train={"trainable": ["projector", "ctc_head"], "ctc_frames": "llm", "steps": 12, "lr": 1e-2,
+                           "checkpoint_every": 12})
     cfg = load_config(data=base(corpus, out, frame_cache, **settings))
     fresh = SpeechLM.from_config(named_or_file_config("tiny"), seed=0)  # not helpers.tiny_model: shared, and this freezes it
     initial = {n: p.detach().clone() for n, p in fresh.state_dict().items()}
@@ -228,6 +229,16 @@ def test_ctc_through_the_llm_vocabulary_trains_the_projector_against_the_frozen_
     assert {n.split(".")[0] for n, p in trained.items() if n in initial and not torch.equal(p, initial[n])} == {"projector"}
     with safe_open(str(out / "ctc_head.safetensors"), "pt") as f:
         assert set(f.keys()) == {"blank", "log_scale"} and f.metadata()["frames"] == "llm"
+        head_run = {k: f.get_tensor(k) for k in f.keys()}
+    # The last checkpoint exports to the same model, its head beside the model's files (an export once wrote the
+    # head first and then refused its own, no longer empty, folder).
+    from speechpress.train.loop import export_checkpoint
+
+    exported = export_checkpoint(cfg, out / "checkpoints" / "step-0000012", tmp_path / "exported")
+    again = SpeechLM.from_pretrained(exported).state_dict()
+    assert again.keys() == trained.keys() and all(torch.equal(again[k], trained[k]) for k in trained)
+    with safe_open(str(tmp_path / "exported" / "ctc_head.safetensors"), "pt") as f:
+        assert all(torch.equal(f.get_tensor(k), v) for k, v in head_run.items())
     with pytest.raises(ConfigError, match="add projector"):
         load_config(data=base(corpus, tmp_path / "b", frame_cache, recipe="ctc",
                               train={"trainable": ["ctc_head"], "ctc_frames": "llm"}))

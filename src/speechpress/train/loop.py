@@ -360,7 +360,7 @@ def export_checkpoint(cfg: TrainConfig, checkpoint: str | Path, model_dir: str |
 def save_outputs(cfg: TrainConfig, objective, out: Path, model_dir: Path | None = None) -> Path:
     """The trained model via ``save_pretrained`` into ``model_dir`` (default ``out/model``; LoRA merged into the
     LLM unless lora.merge is false, then the adapter goes to ``out/lora``), and the CTC head in ``out`` for the
-    ctc recipe."""
+    ctc recipe (an export's ``out`` is its model folder, so the head lands beside the model's files)."""
     model = objective.model
     if cfg.lora is not None:
         if cfg.lora.merge:
@@ -368,6 +368,9 @@ def save_outputs(cfg: TrainConfig, objective, out: Path, model_dir: Path | None 
         else:
             model.llm.save_pretrained(str(out / "lora"))
             model.llm = model.llm.unload()
+    model.eval()
+    model_dir = model_dir or out / "model"
+    model.save_pretrained(model_dir)  # first: an export writes the head into the model's own (then no longer empty) folder
     if cfg.recipe == "ctc":
         from safetensors.torch import save_file
 
@@ -378,7 +381,4 @@ def save_outputs(cfg: TrainConfig, objective, out: Path, model_dir: Path | None 
             head = {k: v.detach().cpu().contiguous() for k, v in objective.head.state_dict().items()}
             alphabet = "the LLM tokenizer's ids; blank after the last" if cfg.train.ctc_frames == "llm" else CTC_ALPHABET
             save_file(head, str(tmp), metadata={"alphabet": alphabet, "frames": cfg.train.ctc_frames})
-    model.eval()
-    model_dir = model_dir or out / "model"
-    model.save_pretrained(model_dir)
     return model_dir
