@@ -104,7 +104,8 @@ class Study:
             verdict = "lost: WER higher beyond noise"
         else:
             verdict = "kept: no WER loss beyond noise"
-        return dict(stage=stage, a=a + " (WER)", b="identity (WER)", n=len(rows[a]), diff=diff, ci=ci, verdict=verdict)
+        return dict(stage=stage, a=a + " (WER)", b="identity (WER)", n=len(rows[a]), unit="clips", diff=diff, ci=ci,
+                    verdict=verdict)
 
     def compare(self, stage: str, a: str, b: str, paper: float | None, tasks: set | None = None) -> dict | None:
         runs = self.by_stage.get(stage, {})
@@ -219,7 +220,12 @@ def markdown(runs: list[dict], model: str = "") -> str:
              f"({datetime.date.today().isoformat()}; model: {model or 'see the runs'}). Multiple-choice accuracy is scored by "
              "the options' likelihood; brackets are 95% bootstrap intervals over questions, differences are paired "
              "(the same questions resampled for both runs). Nothing here was tuned on these recordings (test-split "
-             "seeds 9 and 19, never used in training).", "", "## The claims", ""]
+             "seeds 9 and 19, never used in training).", ""]
+    missing = [stage for stage in STAGES if not study.by_stage.get(stage)]
+    found = ", ".join(f"{stage}: {len(study.by_stage[stage])}" for stage in STAGES if study.by_stage.get(stage))
+    lines += [f"Finished runs: {found}. " + (f"Not run yet: {', '.join(missing)} (`STAGES=\"{' '.join(m.split('-')[1] for m in missing)}\" "
+              "bash scripts/fidelity_study.sh`; a stage's runs not listed in its table have not finished either)."
+              if missing else "A run missing from a table has not finished."), "", "## The claims", ""]
     for c in study.claims():
         lines.append(f"**{c['claim']}.** Paper: {c['paper']}.")
         lines.append("")
@@ -227,7 +233,7 @@ def markdown(runs: list[dict], model: str = "") -> str:
             lines.append("* not run: the study holds no runs for it.")
         for r in c["results"]:
             ci = f" [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]" if r["ci"] else ""
-            lines.append(f"* {r['stage']}: `{r['a']}` - `{r['b']}` = {r['diff']:+.2f}{ci} on {r['n']} questions: "
+            lines.append(f"* {r['stage']}: `{r['a']}` - `{r['b']}` = {r['diff']:+.2f}{ci} on {r['n']} {r.get('unit', 'questions')}: "
                          f"**{r['verdict']}**")
         if c["gap"]:
             lines.append(f"* not measured: {c['gap']}.")
@@ -239,7 +245,8 @@ def markdown(runs: list[dict], model: str = "") -> str:
         ok, why = study.testable(stage)
         cost = study.cost(stage)
         lines += [f"## {stage}", "", f"Uncompressed: {why}.", "", *table, "",
-                  f"Time, {cost['runs']} runs on this machine: {cost['total'] / 60:.1f} min = encoding "
+                  f"Time, {cost['runs']} runs, as the runs recorded it (whatever else shared the machine included): "
+                  f"{cost['total'] / 60:.1f} min = encoding "
                   f"{cost['encode'] / 60:.1f} (each recording once, cached) + compression and prefill "
                   f"{cost['prefill'] / 60:.1f} + answering {cost['decode'] / 60:.1f}.", ""]
     lines += ["Plots and timelines: `results/fidelity/accuracy_vs_compression.png`, "
