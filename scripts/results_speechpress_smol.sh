@@ -95,4 +95,18 @@ if [ -f runs/speechpress-smol/phase4/model/config.json ]; then
   python3 benchmarks/encoder_probe.py --model "$M" --train corpus-dictation/train.jsonl --test corpus-dictation/test-utts60.jsonl \
       --out "$OUT/encoder-probe-dictation.json"
 fi
+# Phases 4c and 4e (CTC over the LLM's vocabulary; no LLM forward): greedy decodes of the test dictation and the test
+# lexicon lists (words never heard in training), and the content words heard.
+[ -f corpus-lexicon/test.jsonl ] || speechpress synth --out corpus-lexicon --seed 16 --split test --durations 30 --hours 0.1 --genres lexicon
+python3 scripts/utterance_manifest.py corpus-lexicon/test corpus-lexicon/test-utts60.jsonl --rows 60
+for pair in phase4c:phase4 phase4e:phase4c; do
+  phase=${pair%%:*} init=runs/speechpress-smol/${pair##*:}/model
+  ckpt=$(ls -d runs/speechpress-smol/$phase/checkpoints/step-* 2>/dev/null | tail -1) || true
+  [ -n "$ckpt" ] && [ -f "$init/config.json" ] || continue
+  python3 benchmarks/ctc_llm_decode.py --init "$init" --checkpoint "$ckpt" --manifest corpus-dictation/test-utts60.jsonl \
+      --out "$OUT/ctc-llm-decode-$phase.json"
+  python3 benchmarks/content_words.py "$OUT/ctc-llm-decode-$phase.json"
+  python3 benchmarks/ctc_llm_decode.py --init "$init" --checkpoint "$ckpt" --manifest corpus-lexicon/test-utts60.jsonl \
+      --out "$OUT/ctc-llm-decode-$phase-lexicon.json"
+done
 speechpress report "$OUT"
