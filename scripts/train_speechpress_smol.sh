@@ -8,7 +8,7 @@
 # Phases: 1 ASR alignment, 2 question answering (projector only), 2b question answering with LoRA on the LLM,
 # 3 SST + LoRA, 4 content-word alignment (projector only, on dictation: names, places and numbers no template predicts),
 # 4c CTC of the projector's output over the LLM's vocabulary (no LLM forward), 4d the answer loss again after it,
-# 4e 4c's CTC on many more words (lists of the LLM's single-token words, synth --genres lexicon).
+# 4e 4c's CTC on many more words (lists of the LLM's single-token words, synth --genres lexicon; runs before 4d).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CFG=configs/train/speechpress-smol
@@ -48,7 +48,7 @@ fi
 # train-state/ (SAVE_STATE above): trainable weights, optimizer, scheduler and RNG (safetensors + JSON) and the
 # loss log, exactly as the run left them.
 BUNDLE=src/speechpress/assets/speechpress-smol
-for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase2b-qa-lora:phase2b phase3-sst:phase3 phase4-align:phase4 phase4c-ctc-llm:phase4c phase4d-align-after-ctc:phase4d phase4e-ctc-lexicon:phase4e}; do
+for phase in ${PHASES:-phase1-asr:phase1 phase2-qa:phase2 phase2b-qa-lora:phase2b phase3-sst:phase3 phase4-align:phase4 phase4c-ctc-llm:phase4c phase4e-ctc-lexicon:phase4e phase4d-align-after-ctc:phase4d}; do
   config=${phase%%:*} name=${phase##*:} out=$RUNS/${phase##*:}
   if [ ! -f "$out/model/config.json" ] && [ -f "train-state/speechpress-smol/$name/model/config.json" ]; then
     mkdir -p "$out" && cp -r "train-state/speechpress-smol/$name/model" "$out/model"   # finished in an earlier session
