@@ -48,6 +48,8 @@ def load_runs(root: Path) -> list[dict]:
         doc["_dir"] = str(path.parent.relative_to(root)) if path.parent != root else "."
         doc["_prefills"] = list(prefills.values())
         doc["_rows"] = list(rows.values())
+        # Each prefill's kept spans, recorded on its first row only: looked up by the rows that shared it.
+        doc["_kept"] = {r.get("prefill_id"): r["kept_spans"] for r in doc["_rows"] if r.get("kept_spans") is not None}
         runs.append(doc)
     return runs
 
@@ -260,9 +262,10 @@ def timeline_questions(runs: list[dict], per_benchmark: int = 4) -> dict[str, li
             common = ids if common is None else common & ids
         if not common:
             continue
-        order = [row["id"] for row in bench_runs[0]["_rows"] if row["id"] in common]
+        task = {row["id"]: row["task"] for row in bench_runs[0]["_rows"]}
+        order = [i for i in task if i in common]
         # Needle questions first: one short stretch holds the answer, so what a press kept decides it.
-        order.sort(key=lambda i: next(row["task"] != "sir" for row in bench_runs[0]["_rows"] if row["id"] == i))
+        order.sort(key=lambda i: task[i] != "sir")
         chosen[bench] = order[:per_benchmark]
     return chosen
 
@@ -271,8 +274,7 @@ def _prefill_spans(run: dict, row: dict) -> list | None:
     """The kept spans of the prefill a row was answered from (recorded on the prefill's first row)."""
     if row.get("kept_spans") is not None:
         return row["kept_spans"]
-    return next((r["kept_spans"] for r in run.get("_rows", []) if r.get("prefill_id") == row.get("prefill_id")
-                 and r.get("kept_spans") is not None), None)
+    return run.get("_kept", {}).get(row.get("prefill_id"))
 
 
 def plot_timelines(runs: list[dict], out: Path, per_benchmark: int = 4) -> list[Path]:
