@@ -379,6 +379,25 @@ def test_paired_difference_cancels_what_the_questions_share():
         paired_difference("mc_accuracy", a, a[:-1])
 
 
+def test_paired_mean_difference_draws_the_questions_paired_difference_draws():
+    from speechpress.evaluate.metrics import get_metric, paired_difference, paired_mean_difference
+
+    # ROUGE-L of a run is the mean of its rows' ROUGE-L: on per-row values both paths must give the same
+    # difference and the same interval (continuous values, so a different draw of questions would show).
+    words = "the red fox ran over a lazy brown dog near the old mill at noon".split()
+    ref = " ".join(words)
+    rows = [[dict(id=f"q{i}", prediction=" ".join(words[: low + (i * 7) % 10]), reference=ref) for i in range(40)]
+            for low in (5, 2)]
+    per_row = [[get_metric("rouge_l")([r["prediction"]], [r["reference"]])["score"] for r in run] for run in rows]
+    expected = paired_difference("rouge_l", *rows)
+    got = paired_mean_difference(*per_row)
+    assert got[0] == pytest.approx(expected[0]) and got[1] == pytest.approx(expected[1])
+    assert 0 < got[1][0] < got[0] < got[1][1]  # three more words on every row: A is better on every resample
+    assert paired_mean_difference([0.5], [0.25]) == (0.25, None)
+    with pytest.raises(DataError):
+        paired_mean_difference([1.0, 0.0], [1.0])
+
+
 def test_bootstrap_of_a_metric_without_row_parts_rescoring_fewer_resamples():
     from speechpress.evaluate.metrics import RESCORE_RESAMPLES
 

@@ -134,9 +134,9 @@ def test_timelines_show_the_seconds_each_press_kept_and_where_the_answer_is(tmp_
 
 
 def test_covered_share_of_the_answer():
-    from speechpress.evaluate.report import _covered
+    from speechpress.evaluate.report import answer_seconds_kept
 
-    assert _covered([[0, 10]], [[2, 4]]) == 1.0
-    assert _covered([[0, 3], [3.5, 5]], [[2, 4]]) == pytest.approx(0.75)  # 1 s of [2, 3] + 0.5 s of [3.5, 4]
-    assert _covered([[5, 6]], [[2, 4], [7, 8]]) == 0.0
-    assert _covered([[1, 2]], []) == 0.0
+    assert answer_seconds_kept([[0, 10]], [[2, 4]]) == 1.0
+    assert answer_seconds_kept([[0, 3], [3.5, 5]], [[2, 4]]) == pytest.approx(0.75)  # 1 s of [2, 3] + 0.5 s of [3.5, 4]
+    assert answer_seconds_kept([[5, 6]], [[2, 4], [7, 8]]) == 0.0
+    assert answer_seconds_kept([[1, 2]], []) == 0.0

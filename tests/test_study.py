@@ -100,3 +100,41 @@ def test_transcription_under_a_press_is_judged_against_the_uncompressed_transcri
     deaf = Study([asr("identity", [0] * 20), asr("sst-x8", [0] * 20)])
     assert deaf.compare_wer("study-90s", "sst-x8")["verdict"].startswith("not testable")
     assert study.compare_wer("study-90s", "avgpool-x4") is None
+
+
+def test_pruners_are_compared_by_the_answer_seconds_they_kept_even_at_chance():
+    def pruned(press, spans_of):
+        # 20 questions, 2 per prefill; the answer lies in [10, 14] s; the model answers at chance (all wrong).
+        rows = [dict(id=f"q{i}", task="sir", score_metric="mc_accuracy", prediction="B", reference="A",
+                     choices=["w", "x", "y", "z"], evidence=[[10.0, 14.0]], prefill_id=f"p{i // 2}",
+                     **({"kept_spans": spans_of(i)} if i % 2 == 0 else {})) for i in range(20)]
+        return dict(benchmark="study-90s", press=press, press_family=press.split("-")[0], cost={}, _rows=rows,
+                    _kept={f"p{i // 2}": spans_of(i) for i in range(0, 20, 2)})
+
+    # SpeechPrune keeps the whole answer on every question; random keeps [12, 13] (a quarter of it) on every question.
+    study = Study([pruned("identity", lambda i: [[0.0, 90.0]]), pruned("speechprune-x3.75", lambda i: [[9.0, 15.0]]),
+                   pruned("random-x3.75", lambda i: [[12.0, 13.0], [40.0, 45.0]])])
+    got = study.compare_evidence("study-90s", "speechprune-x3.75", "random-x3.75")
+    assert got["diff"] == pytest.approx(0.75) and got["ci"] == pytest.approx([0.75, 0.75]) and got["n"] == 20
+    assert got["verdict"] == "speechprune-x3.75 keeps more of the answer's seconds beyond noise"
+    assert got["a"].endswith("(answer's seconds kept, 100%)") and got["b"] == "random-x3.75 (25%)"
+    claim = next(c for c in study.claims() if c["claim"].startswith("SpeechPrune"))
+    verdicts = [r["verdict"] for r in claim["results"]]
+    assert verdicts[0].startswith("not testable: uncompressed accuracy 0.00") and verdicts[1] == got["verdict"]
+    assert study.compare_evidence("study-90s", "speechprune-x5", "random-x5") is None  # not run
+
+
+def test_costs_are_per_whole_recording_whether_or_not_questions_share_a_prefill():
+    def rows(shared: bool):
+        # Two 90 s recordings, 4 questions each (100 MiB of cache per prefill), and 8 short clips of 1 MiB each.
+        long = [dict(id=f"q{i}", duration=90.0, kv_bytes=100 * 2**20, prefill_shared=shared and i % 4 != 0)
+                for i in range(8)]
+        return long + [dict(id=f"c{i}", duration=6.0, kv_bytes=2**20, prefill_shared=False) for i in range(8)]
+
+    study = Study([])
+    shared = dict(_rows=rows(True), cost=dict(kv_bytes_mean=(2 * 100 + 8) / 10 * 2**20))
+    per_question = dict(_rows=rows(False), cost=dict(kv_bytes_mean=(8 * 100 + 8) / 16 * 2**20))
+    assert study.per_recording("study-90s", shared, "kv_bytes") == 100 * 2**20
+    assert study.per_recording("study-90s", per_question, "kv_bytes") == 100 * 2**20
+    # No full-length recording in the run: its own mean.
+    assert study.per_recording("study-5min", shared, "kv_bytes") == shared["cost"]["kv_bytes_mean"]

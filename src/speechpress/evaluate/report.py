@@ -258,7 +258,7 @@ def timeline_questions(runs: list[dict], per_benchmark: int = 4) -> dict[str, li
         bench_runs = [r for r in runs if r.get("benchmark", "") == bench]
         common = None
         for r in bench_runs:
-            ids = {row["id"] for row in r.get("_rows", []) if row.get("evidence") and _prefill_spans(r, row) is not None}
+            ids = {row["id"] for row in r.get("_rows", []) if row.get("evidence") and prefill_spans(r, row) is not None}
             common = ids if common is None else common & ids
         if not common:
             continue
@@ -270,7 +270,7 @@ def timeline_questions(runs: list[dict], per_benchmark: int = 4) -> dict[str, li
     return chosen
 
 
-def _prefill_spans(run: dict, row: dict) -> list | None:
+def prefill_spans(run: dict, row: dict) -> list | None:
     """The kept spans of the prefill a row was answered from (recorded on the prefill's first row)."""
     if row.get("kept_spans") is not None:
         return row["kept_spans"]
@@ -296,12 +296,12 @@ def plot_timelines(runs: list[dict], out: Path, per_benchmark: int = 4) -> list[
             labels = []
             for lane, r in enumerate(bench_runs):
                 row = next(x for x in r["_rows"] if x["id"] == qid)
-                spans = _prefill_spans(r, row)
+                spans = prefill_spans(r, row)
                 ax.broken_barh([(a, b - a) for a, b in spans], (lane - 0.35, 0.7), color="tab:blue", lw=0)
                 k = row.get("compression_factor") or 1.0
                 name = row.get("press", r.get("press", ""))
                 labels.append(f"{r.get('model', '') + ': ' if len(models) > 1 else ''}{name} (k={k:.1f})")
-                note = f"{_row_score(row)}, {_covered(spans, row['evidence']):.0%} of the answer's seconds"
+                note = f"{_row_score(row)}, {answer_seconds_kept(spans, row['evidence']):.0%} of the answer's seconds"
                 ax.text(1.005, lane, note, transform=ax.get_yaxis_transform(), va="center", fontsize=7)
             for a, b in row["evidence"]:
                 ax.axvspan(a, b, color="tab:red", alpha=0.25, lw=0)
@@ -320,7 +320,7 @@ def plot_timelines(runs: list[dict], out: Path, per_benchmark: int = 4) -> list[
     return written
 
 
-def _covered(spans: list, evidence: list) -> float:
+def answer_seconds_kept(spans: list, evidence: list) -> float:
     """The share of the answer's seconds that kept spans cover (both lists of disjoint [start, end])."""
     total = sum(b - a for a, b in evidence)
     inside = sum(max(0.0, min(b, d) - max(a, c)) for a, b in spans for c, d in evidence)

@@ -4,15 +4,17 @@ table of every run, what the sweep cost, and one line per paper claim, judged on
 A claim is judged with paired bootstrap differences (:func:`metrics.paired_difference`) on the questions both
 runs answered. It is *not testable* when the uncompressed model is not above chance on those questions (a press
 cannot lose what was never heard), *not run* when the runs it needs are missing (a trained part this model lacks),
-and otherwise *reproduced*, *partly* (the direction holds, the size does not) or *not*."""
+and otherwise *reproduced*, *partly* (the direction holds, the size does not) or *not*. Beside SpeechPrune's
+accuracy, the share of the answer's seconds each pruner kept is compared too: whether it keeps the evidence is
+measurable even where the model's answers are at chance."""
 
 from __future__ import annotations
 
 import datetime
 from pathlib import Path
 
-from speechpress.evaluate.metrics import bootstrap_interval, paired_difference
-from speechpress.evaluate.report import load_runs
+from speechpress.evaluate.metrics import bootstrap_interval, paired_difference, paired_mean_difference
+from speechpress.evaluate.report import answer_seconds_kept, load_runs, prefill_spans
 from speechpress.io import atomic_write_text
 
 STAGES = ("study-90s", "study-5min", "study-20min")
@@ -107,6 +109,35 @@ class Study:
         return dict(stage=stage, a=a + " (WER)", b="identity (WER)", n=len(rows[a]), unit="clips", diff=diff, ci=ci,
                     verdict=verdict)
 
+    def compare_evidence(self, stage: str, a: str, b: str) -> dict | None:
+        """The share of the answer's seconds (needle, quoted utterance, ordered events) whose tokens press ``a``
+        kept, minus press ``b``'s, per question, paired. It asks whether a press keeps the evidence, which a model
+        at chance cannot answer by its accuracy; a query-aware press still chooses through this model's
+        representations, so it is a measure of the press on this model."""
+        runs = self.by_stage.get(stage, {})
+        if a not in runs or b not in runs:
+            return None
+        shares = []
+        for label in (a, b):
+            run = runs[label]
+            shares.append({r["id"]: answer_seconds_kept(prefill_spans(run, r), r["evidence"]) for r in run["_rows"]
+                           if r.get("evidence") and prefill_spans(run, r) is not None})
+        ids = sorted(set(shares[0]) & set(shares[1]))
+        if not ids:
+            return None
+        diff, ci = paired_mean_difference([shares[0][i] for i in ids], [shares[1][i] for i in ids])
+        if ci is None:
+            verdict = "not testable (too few questions)"
+        elif ci[0] > 0:
+            verdict = f"{a} keeps more of the answer's seconds beyond noise"
+        elif ci[1] < 0:
+            verdict = f"{a} keeps less of the answer's seconds beyond noise"
+        else:
+            verdict = "no difference in the answer's seconds kept beyond noise"
+        mean_a = sum(shares[0][i] for i in ids) / len(ids)
+        return dict(stage=stage, a=f"{a} (answer's seconds kept, {mean_a:.0%})", b=f"{b} ({mean_a - diff:.0%})",
+                    n=len(ids), diff=diff, ci=ci, verdict=verdict)
+
     def compare(self, stage: str, a: str, b: str, paper: float | None, tasks: set | None = None) -> dict | None:
         runs = self.by_stage.get(stage, {})
         if a not in runs or b not in runs:
@@ -132,6 +163,8 @@ class Study:
                                         0.47 if pr == 0.2 else None))
             for k in (2, 4, 8, 16):
                 res.append(self.compare(stage, f"speechprune-x{k}", f"random-x{k}", None))
+            for pr in (0.2, 0.4, 0.6, 0.8):
+                res.append(self.compare_evidence(stage, pr_label("speechprune", pr, s), pr_label("random", pr, s)))
         line("SpeechPrune keeps far more than random pruning at the same rate", "+47 points at PR 0.2 on SPIRAL "
              "(Qwen2-Audio); above random at every rate", res)
 
@@ -173,7 +206,10 @@ class Study:
         if not runs:
             return []
         tasks = sorted({r["task"] for run in runs.values() for r in mc_rows(run)})
-        head = ["press", "k", "audio tokens into the LLM (mean per prefill)", "KV MiB", "prefill GFLOPs", "s / question",
+        # Tokens per second of audio and costs per whole recording, not means over prefills: a query-aware press
+        # prefills once per question, so its mean weighs the long recordings more than one whose prefill is shared.
+        head = ["press", "k", "audio tokens / s into the LLM", f"KV MiB per {stage.split('-')[-1]} recording",
+                f"prefill GFLOPs per {stage.split('-')[-1]} recording", "s / question",
                 "all multiple choice"] + tasks + ["transcription WER", "summary ROUGE-L"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -186,8 +222,9 @@ class Study:
             c, rows = run.get("cost", {}), run["_rows"]
             seconds = sum((r.get("prefill_seconds") or 0) * (not r.get("prefill_shared")) + (r.get("decode_seconds") or 0)
                           for r in rows) / max(1, len(rows))
-            cells = [f"`{label}`", f"{c.get('compression_factor') or 0:.2f}", f"{c.get('llm_audio_tokens_mean') or 0:.0f}",
-                     f"{(c.get('kv_bytes_mean') or 0) / 2**20:.2f}", f"{(c.get('prefill_flops_analytic_mean') or 0) / 1e9:.0f}",
+            cells = [f"`{label}`", f"{c.get('compression_factor') or 0:.2f}", f"{c.get('llm_audio_tokens_per_second') or 0:.2f}",
+                     f"{self.per_recording(stage, run, 'kv_bytes') / 2**20:.2f}",
+                     f"{self.per_recording(stage, run, 'prefill_flops_analytic') / 1e9:.0f}",
                      f"{seconds:.2f}", _fmt(*accuracy(mc_rows(run)))]
             cells += [_fmt(*accuracy(mc_rows(run, {t}))) for t in tasks]
             overall = run.get("metrics", {}).get("overall", {})
@@ -195,6 +232,14 @@ class Study:
                       for m in ("wer", "rouge_l")]
             lines.append("| " + " | ".join(cells) + " |")
         return lines
+
+    def per_recording(self, stage: str, run: dict, key: str) -> float:
+        """Mean ``key`` over the prefills of the stage's full-length recordings (its short transcription clips
+        left out); the run's mean over every prefill when it holds none."""
+        full = 0.9 * self.stage_seconds(stage)
+        values = [r[key] for r in run["_rows"] if not r.get("prefill_shared") and r.get(key) is not None
+                  and (r.get("duration") or 0) >= full]
+        return sum(values) / len(values) if values else run.get("cost", {}).get(f"{key}_mean") or 0.0
 
     def cost(self, stage: str) -> dict:
         """Where the stage's time went, in seconds: encoding (each recording once), compression + prefill, answers."""
