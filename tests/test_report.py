@@ -46,7 +46,7 @@ def test_report_writes_a_table_row_per_run_and_valid_pngs(runs, capsys, tmp_path
         assert f"{pooled['score']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") in cells, name
     assert any(r["pooled"]["ci95"] for r in metrics["metrics"]["overall"].values())
     assert "`profile-tiny`: 2 duration(s), without measured rows" in text
-    for name in ("accuracy_vs_compression.png", "cost_vs_duration.png"):
+    for name in ("accuracy_vs_compression.png", "accuracy_vs_kv.png", "cost_vs_duration.png"):
         with Image.open(runs / name) as img:
             img.verify()
         with Image.open(runs / name) as img:
@@ -140,3 +140,19 @@ def test_covered_share_of_the_answer():
     assert answer_seconds_kept([[0, 3], [3.5, 5]], [[2, 4]]) == pytest.approx(0.75)  # 1 s of [2, 3] + 0.5 s of [3.5, 4]
     assert answer_seconds_kept([[5, 6]], [[2, 4], [7, 8]]) == 0.0
     assert answer_seconds_kept([[1, 2]], []) == 0.0
+
+
+def test_kv_per_minute_charges_each_recording_once_whether_or_not_questions_share_a_prefill():
+    from speechpress.evaluate.report import kv_mib_per_minute
+
+    # One 90 s recording with 30 MiB of cache, asked 5 questions; 3 clips of 6 s with 4 MiB each (the prompt
+    # weighs more on a short clip): (30 + 12) MiB over 108 s, whether the 5 questions share a prefill or not.
+    def rows(shared):
+        return ([dict(audio_key="rec", duration=90.0, kv_bytes=30 * 2**20, prefill_shared=shared and i > 0)
+                 for i in range(5)]
+                + [dict(audio_key=f"clip{i}", duration=6.0, kv_bytes=4 * 2**20, prefill_shared=False) for i in range(3)])
+
+    expected = 42 / 108 * 60
+    assert kv_mib_per_minute(dict(_rows=rows(True))) == pytest.approx(expected)
+    assert kv_mib_per_minute(dict(_rows=rows(False))) == pytest.approx(expected)
+    assert kv_mib_per_minute(dict(_rows=[])) is None

@@ -5,6 +5,8 @@
 * ``accuracy_vs_compression.png``: each overall metric against the measured compression factor, one line per
   press family and model, the uncompressed run as a dashed baseline (Speech-XL Fig. 5 style); error bars are the
   bootstrap 95% intervals over rows (``metrics.bootstrap_interval``).
+* ``accuracy_vs_kv.png``: the same against the KV cache per minute of audio (:func:`kv_mib_per_minute`), so
+  token presses and KV-cache presses are compared at equal bytes.
 * ``timeline_<benchmark>.png``: for a few questions whose answer lies in known seconds, one lane per run with
   the seconds whose tokens entered the LLM and the answer's seconds shaded (:func:`plot_timelines`).
 * ``cost_vs_duration.png``: KV cache / peak memory and prefill FLOPs against recording length (Fig. 4 style),
@@ -122,6 +124,7 @@ def markdown(runs: list[dict], profiles: dict[str, list] | None = None) -> str:
             lines.append(f"* `{name}`: {len(rows)} duration(s), "
                          f"{'with' if any('measured' in r for r in rows) else 'without'} measured rows")
     lines += ["", "Plots: `accuracy_vs_compression.png` (each metric against k, one line per press), "
+              "`accuracy_vs_kv.png` (the same against KV cache MiB per minute of audio), "
               "`cost_vs_duration.png` (KV cache, peak memory and prefill FLOPs against recording length).", ""]
     return "\n".join(lines)
 
@@ -131,8 +134,22 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
-def plot_accuracy(runs: list[dict], path: Path) -> bool:
-    """One panel per (benchmark, metric); a line per (model, press family) over the measured compression factor."""
+def kv_mib_per_minute(run: dict) -> float | None:
+    """The run's KV cache per minute of audio: each recording's cache (the mean over its prefills) summed over
+    recordings, over their seconds. A recording counts once whether its questions share one prefill or each has
+    its own (a query-aware press), so both kinds of press are charged for the same audio."""
+    per_audio: dict = {}
+    for r in run.get("_rows", []):
+        if not r.get("prefill_shared") and r.get("kv_bytes") and r.get("duration"):
+            per_audio.setdefault(r.get("audio_key", r.get("id")), (r["duration"], []))[1].append(r["kv_bytes"])
+    seconds = sum(d for d, _ in per_audio.values())
+    kv = sum(sum(v) / len(v) for _, v in per_audio.values())
+    return kv / MiB / seconds * 60 if seconds else None
+
+
+def plot_accuracy(runs: list[dict], path: Path, x: str = "compression") -> bool:
+    """One panel per (benchmark, metric); a line per (model, press family) over the measured compression factor
+    (``x="compression"``) or the KV cache per minute of audio (``x="kv"``: token and KV presses at equal bytes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,7 +168,10 @@ def plot_accuracy(runs: list[dict], path: Path) -> bool:
         for r in runs:
             if r.get("benchmark") != bench or metric not in _scores(r):
                 continue
-            k = r.get("cost", {}).get("compression_factor") or r.get("nominal_ratio") or 1.0
+            k = (r.get("cost", {}).get("compression_factor") or r.get("nominal_ratio") or 1.0) if x == "compression" \
+                else kv_mib_per_minute(r)
+            if k is None:
+                continue
             score, ci = _scores(r)[metric], _intervals(r).get(metric) or (None, None)
             lines.setdefault((r.get("model", ""), r.get("press_family", "")), []).append((k, score, *ci))
         for (model, family), pts in sorted(lines.items()):
@@ -162,19 +182,19 @@ def plot_accuracy(runs: list[dict], path: Path) -> bool:
             err = [[max(p[1] - p[2], 0) if p[2] is not None else 0 for p in pts],
                    [max(p[3] - p[1], 0) if p[3] is not None else 0 for p in pts]]
             if family == "identity":
-                ax.axhline(y[0], ls="--", color="gray", lw=1, label=f"{label} (k=1)")
+                ax.axhline(y[0], ls="--", color="gray", lw=1, label=f"{label} (uncompressed)")
                 ax.errorbar(x, y, yerr=err, fmt="o", color="gray", capsize=2, lw=0.8)
             else:
                 ax.errorbar(x, y, yerr=err, fmt="o-", label=label, capsize=2, lw=1)
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("compression factor k (measured)")
+        ax.set_xlabel("compression factor k (measured)" if x == "compression" else "KV cache, MiB per minute of audio")
         ax.set_ylabel(f"{metric} ({'higher' if HIGHER_IS_BETTER.get(metric, True) else 'lower'} is better)")
         ax.set_title(f"{bench}: {metric}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle("accuracy against compression")
+    fig.suptitle("accuracy against compression" if x == "compression" else "accuracy against KV cache bytes")
     _save(fig, path)
     plt.close(fig)
     return True
@@ -354,6 +374,8 @@ def write_report(root: str | Path, out: str | Path | None = None, profiles=()) -
     text = markdown(runs, prof)
     if plot_accuracy(runs, out / "accuracy_vs_compression.png"):
         written["accuracy_plot"] = out / "accuracy_vs_compression.png"
+    if plot_accuracy(runs, out / "accuracy_vs_kv.png", x="kv"):
+        written["kv_plot"] = out / "accuracy_vs_kv.png"
     if plot_cost(runs, prof, out / "cost_vs_duration.png"):
         written["cost_plot"] = out / "cost_vs_duration.png"
     timelines = plot_timelines(runs, out)

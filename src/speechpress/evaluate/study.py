@@ -294,7 +294,8 @@ def markdown(runs: list[dict], model: str = "") -> str:
                   f"{cost['total'] / 60:.1f} min = encoding "
                   f"{cost['encode'] / 60:.1f} (each recording once, cached) + compression and prefill "
                   f"{cost['prefill'] / 60:.1f} + answering {cost['decode'] / 60:.1f}.", ""]
-    lines += ["Plots and timelines: `results/fidelity/accuracy_vs_compression.png`, "
+    lines += ["Plots and timelines: `results/fidelity/accuracy_vs_compression.png`, `results/fidelity/accuracy_vs_kv.png` "
+              "(token and KV presses at equal cache bytes), "
               "`results/fidelity/timeline_study-*.png` (which seconds each press kept, the answer's seconds shaded).", ""]
     return "\n".join(lines)
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser(
         "report",
-        help="markdown table and plots (accuracy vs compression, cost vs duration) from eval runs",
+        help="markdown table and plots (accuracy vs compression and KV bytes, cost vs duration) from eval runs",
         description=(
             "Read every finished run under RUNS_DIR (metrics.json + predictions.jsonl) and write report.md (each "
             "score with its bootstrap 95% interval over rows), accuracy_vs_compression.png (one line per press), "
+            "accuracy_vs_kv.png (the same against KV cache bytes per minute of audio), "
             "timeline_<benchmark>.png (for a few questions whose answer lies in known seconds: which seconds of "
             "audio each run's tokens covered) and cost_vs_duration.png (KV cache, peak memory and "
             "prefill FLOPs against recording length, from the runs and from `speechpress profile --json` files "
