@@ -97,9 +97,21 @@ def test_transcription_under_a_press_is_judged_against_the_uncompressed_transcri
     lost, kept = study.compare_wer("study-90s", "sst-x8"), study.compare_wer("study-90s", "sst-x4")
     assert lost["diff"] == pytest.approx(0.4) and lost["verdict"].startswith("lost")
     assert kept["diff"] == 0 and kept["verdict"].startswith("kept")
+    # A loss the interval neither shows nor rules out is reported as open, not as kept.
+    noisy = Study([asr("identity", [4] * 20), asr("tova-x4", [4, 0] * 10)])
+    assert noisy.compare_wer("study-90s", "tova-x4")["verdict"].startswith("lost")
+    wide = Study([asr("identity", [4] * 20), asr("tova-x4", [5, 3] * 10)])  # mean loss 0, but +0.2 on half the clips
+    assert wide.compare_wer("study-90s", "tova-x4")["verdict"].startswith("unclear: no loss beyond noise")
     deaf = Study([asr("identity", [0] * 20), asr("sst-x8", [0] * 20)])
     assert deaf.compare_wer("study-90s", "sst-x8")["verdict"].startswith("not testable")
     assert study.compare_wer("study-90s", "avgpool-x4") is None
+    # Two presses against each other: the one with fewer errors is named.
+    pair = Study([asr("identity", [4] * 20), asr("snapkv-x4", [4] * 20), asr("avgpool-x4", [1] * 20)])
+    better = pair.compare_wer("study-90s", "snapkv-x4", "avgpool-x4")
+    assert better["diff"] == pytest.approx(-0.6) and better["verdict"] == "snapkv-x4 transcribes better beyond noise"
+    assert pair.compare_wer("study-90s", "avgpool-x4", "snapkv-x4")["verdict"] == "snapkv-x4 transcribes better beyond noise"
+    kv_claim = next(c for c in pair.claims() if c["claim"].startswith("KV-cache"))
+    assert [r["verdict"] for r in kv_claim["results"]] == [better["verdict"], "kept: no WER loss beyond noise"]
 
 
 def test_pruners_are_compared_by_the_answer_seconds_they_kept_even_at_chance():
