@@ -162,7 +162,7 @@ def plot_accuracy(runs: list[dict], path: Path, x: str = "compression") -> bool:
         return False
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, layout="constrained")
     for ax, (bench, metric) in zip(axes.flat, panels):
         lines: dict[tuple, list] = {}
         for r in runs:
@@ -182,8 +182,8 @@ def plot_accuracy(runs: list[dict], path: Path, x: str = "compression") -> bool:
             err = [[max(p[1] - p[2], 0) if p[2] is not None else 0 for p in pts],
                    [max(p[3] - p[1], 0) if p[3] is not None else 0 for p in pts]]
             if family == "identity":
-                ax.axhline(y[0], ls="--", color="gray", lw=1, label=f"{label} (uncompressed)")
-                ax.errorbar(x, y, yerr=err, fmt="o", color="gray", capsize=2, lw=0.8)
+                ax.axhline(y[0], ls="--", color="black", lw=1, label=f"{label} (uncompressed)")
+                ax.errorbar(x, y, yerr=err, fmt="D", color="black", capsize=2, lw=0.8)
             else:
                 ax.errorbar(x, y, yerr=err, fmt="o-", label=label, capsize=2, lw=1)
         ax.set_xscale("log", base=2)
