@@ -174,6 +174,8 @@ class Study:
                 res.append(self.compare(stage, f"speechprune-x{k}", f"random-x{k}", None))
             for pr in (0.2, 0.4, 0.6, 0.8):
                 res.append(self.compare_evidence(stage, pr_label("speechprune", pr, s), pr_label("random", pr, s)))
+            for k in (2, 4, 8, 16):
+                res.append(self.compare_evidence(stage, f"speechprune-x{k}", f"random-x{k}"))
         line("SpeechPrune keeps far more than random pruning at the same rate", "+47 points at PR 0.2 on SPIRAL "
              "(Qwen2-Audio); above random at every rate", res)
 
