@@ -541,6 +541,14 @@ BOOTSTRAP_RESAMPLES = 1000
 RESCORE_RESAMPLES = 200
 
 
+def _resample_indices(n: int, resamples: int, seed: int):
+    """Row indices of each bootstrap resample (numpy's PCG64, ``seed``): the one draw every paired comparison shares,
+    so two runs resampled with the same seed are resampled on the same questions."""
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
 def bootstrap_scores(name: str, rows: Sequence[dict], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
                      rescore: bool = False) -> list[float]:
     """The metric's score on ``resamples`` resamples of ``rows`` drawn with replacement (numpy's PCG64, ``seed``).
@@ -553,7 +561,7 @@ def bootstrap_scores(name: str, rows: Sequence[dict], resamples: int = BOOTSTRAP
     n = len(rows)
     if name not in ROW_PARTS and not rescore:
         resamples = min(resamples, RESCORE_RESAMPLES)
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    idx = _resample_indices(n, resamples, seed)
 
     def run(items) -> dict:
         kw = {"choices": [r.get("choices") for r in items]} if any("choices" in r for r in items) else {}
@@ -623,7 +631,7 @@ def paired_mean_difference(values_a: Sequence[float], values_b: Sequence[float],
         return float("nan"), None
     if d.size < 2:
         return float(d.mean()), None
-    idx = np.random.default_rng(seed).integers(0, d.size, size=(resamples, d.size))
+    idx = _resample_indices(d.size, resamples, seed)
     lo, hi = np.quantile(d[idx].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
     return float(d.mean()), [float(lo), float(hi)]
 

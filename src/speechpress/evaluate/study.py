@@ -129,8 +129,8 @@ class Study:
         shares = []
         for label in (a, b):
             run = runs[label]
-            shares.append({r["id"]: answer_seconds_kept(prefill_spans(run, r), r["evidence"]) for r in run["_rows"]
-                           if r.get("evidence") and prefill_spans(run, r) is not None})
+            spans = {r["id"]: (prefill_spans(run, r), r["evidence"]) for r in run["_rows"] if r.get("evidence")}
+            shares.append({i: answer_seconds_kept(kept, ev) for i, (kept, ev) in spans.items() if kept is not None})
         ids = sorted(set(shares[0]) & set(shares[1]))
         if not ids:
             return None
